@@ -1,0 +1,443 @@
+"""The typed, validated intermediate representation of a spec.
+
+Every model is frozen and forbids extra fields. The models double as the language's schema: the
+lowering pass walks them to know which fields and blocks exist, what units a value takes, and what
+the defaults are (so a lowered IR has no hidden defaults). Field metadata markers:
+
+- `Unit.*`       the value is a quantity of that family (durations, counts, percentages, ...);
+- `Files()`      one or more globs of input files, resolved against the spec's workspace;
+- `FilePath()`   one local file or directory that must exist;
+- `Ref(kinds)`   the name of a source or generator of one of the given kinds;
+- `Named(word)`  a collection of named blocks written `word NAME [: kind] { ... }`;
+- `Variant(f)`   a block whose header label (or call name) picks the model by field `f`;
+- `Replace()`    an extending spec replaces this block whole instead of merging it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IR_VERSION = 1
+
+
+class Unit(str, Enum):
+    DURATION = "duration"
+    COUNT = "count"
+    PERCENT = "percent"
+    FREQUENCY = "frequency"
+    BYTES = "bytes"
+    NUMBER = "number"  # a plain number; a probability may also be written as a percentage
+
+
+@dataclass(frozen=True)
+class Files:
+    pass
+
+
+@dataclass(frozen=True)
+class FilePath:
+    pass
+
+
+@dataclass(frozen=True)
+class Ref:
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Named:
+    word: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    field: str
+
+
+@dataclass(frozen=True)
+class Replace:
+    pass
+
+
+Seconds = Annotated[float, Unit.DURATION]
+Count = Annotated[int, Unit.COUNT]
+Fraction = Annotated[float, Unit.PERCENT]
+Probability = Annotated[float, Unit.NUMBER]
+Hertz = Annotated[float, Unit.FREQUENCY]
+Bytes = Annotated[int, Unit.BYTES]
+Globs = Annotated[tuple[str, ...], Files()]
+LocalPath = Annotated[str, FilePath()]
+RepeatCap = Annotated[float, Unit.NUMBER]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        """A stable hash of the content: spans, comments and formatting never reach the IR."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- audio processing
+
+
+class Vad(Node):
+    """Voice activity detection over each recording."""
+
+    backend: Literal["silero"] = "silero"
+    threshold: Probability = Field(0.5, description="speech probability threshold")
+    min_speech: Seconds = Field(0.25, description="shortest speech region kept")
+    min_silence: Seconds = Field(0.1, description="shortest pause that splits two regions")
+    pad: Seconds = Field(0.03, description="padding added around each region")
+
+
+class Diarize(Node):
+    """Who spoke when. `embedding` clusters speaker embeddings (offline); `pyannote` runs its pipeline."""
+
+    backend: Literal["embedding", "pyannote"] = "embedding"
+    model: str | None = Field(None, description="pyannote: a local pipeline directory or a hub id in the cache")
+    min_speakers: int = 1
+    max_speakers: int = 8
+
+
+class Asr(Node):
+    """Speech recognition with word timestamps."""
+
+    backend: Literal["faster_whisper", "whisperx"] = "faster_whisper"
+    model: str = Field("tiny.en", description="a model name or a local model directory")
+    revision: str | None = Field(None, description="model revision; enters the stage key")
+    batch: int = 8
+    beam: int = 1
+
+
+class Filters(Node):
+    """Transcript filters; every drop is counted under its reason."""
+
+    language: str = Field("en", description="keep chunks in this language (ISO 639-1)")
+    drop_empty: bool = True
+    ngram: int = Field(3, description="n-gram size for hallucination-loop detection")
+    max_ngram_repeats: int = Field(4, description="drop a transcript whose most frequent n-gram repeats more")
+    min_confidence: Probability = 0.0
+    min_duration: Seconds = 0.5
+    max_duration: Seconds = 120.0
+
+
+class FineChunks(Node):
+    """Each diarized segment, split further at sentence ends."""
+
+    granularity: Literal["fine"] = "fine"
+    split: Literal["sentence", "none"] = "sentence"
+    min: Seconds = 1.0
+    max: Seconds = 20.0
+
+
+class CoarseChunks(Node):
+    """Consecutive segments of the same speaker merged."""
+
+    granularity: Literal["coarse"] = "coarse"
+    max: Seconds = 60.0
+    max_gap: Seconds = Field(2.0, description="a longer pause starts a new chunk")
+
+
+Chunking = Annotated[Union[FineChunks, CoarseChunks], Variant("granularity")]
+
+
+# ------------------------------------------------------------------------------------- sources
+
+
+class AudioSource(Node):
+    """Web audio: recordings become (audio, text) chunks."""
+
+    kind: Literal["audio"] = "audio"
+    files: Globs = ()
+    manifest: LocalPath | None = Field(None, description="jsonl/csv/parquet with a `path` column")
+    transcripts: Literal["asr", "sidecar"] = Field("asr", description="sidecar: .txt/.json beside the audio")
+    vad: Vad = Vad()
+    diarize: Diarize = Diarize()
+    asr: Asr = Asr()
+    filters: Filters = Filters()
+    chunk: Chunking = FineChunks()
+    max_repeats: RepeatCap | None = Field(None, description="the most times the budget may reuse this source")
+
+
+class TextSource(Node):
+    """Text documents for text-only streams."""
+
+    kind: Literal["text"] = "text"
+    files: Globs = ()
+    format: Literal["auto", "jsonl", "parquet", "txt"] = "auto"
+    field: str = Field("text", description="the field holding the text (jsonl, parquet)")
+    dedup: bool = Field(False, description="remove exact duplicates")
+    max_repeats: RepeatCap | None = None
+
+
+class HtmlSource(Node):
+    """Web pages, read by synthetic generators."""
+
+    kind: Literal["html"] = "html"
+    files: Globs = ()
+
+
+Source = Annotated[Union[AudioSource, TextSource, HtmlSource], Variant("kind")]
+
+
+# ---------------------------------------------------------------------------------- generators
+
+
+class Llm(Node):
+    """The language model a generator calls. `extractive` uses no model (offline default)."""
+
+    backend: Literal["extractive", "vllm"] = "extractive"
+    model: str | None = Field(None, description="a local model directory or a hub id in the cache")
+    temperature: Probability = 0.7
+    max_tokens: Count = 1024
+
+
+class Tts(Node):
+    """Voices synthetic text; one voice is drawn per item."""
+
+    backend: Literal["piper", "flite", "espeak"] = "flite"
+    voices: tuple[str, ...] = ("awb", "rms", "slt", "kal16")
+
+
+class KristGenerator(Node):
+    """Krist: extract page text, lightly rewrite it with an LLM, voice it."""
+
+    kind: Literal["krist"] = "krist"
+    pages: Annotated[str, Ref(("html",))]
+    llm: Llm = Llm()
+    prompt: LocalPath | None = None
+    tts: Tts = Tts()
+    max_repeats: RepeatCap | None = None
+
+
+class QuestGenerator(Node):
+    """Quest: mine questions from pages, filter them and answer them with an LLM, voice it."""
+
+    kind: Literal["quest"] = "quest"
+    pages: Annotated[str, Ref(("html",))]
+    question_pattern: str = Field(r"(?:^|(?<=[.!?]\s))([A-Z][^.!?]{10,200}\?)",
+                                  description="regex that mines questions from page text")
+    llm: Llm = Llm()
+    filter_prompt: LocalPath | None = None
+    answer_prompt: LocalPath | None = None
+    tts: Tts = Tts()
+    max_repeats: RepeatCap | None = None
+
+
+Generator = Annotated[Union[KristGenerator, QuestGenerator], Variant("kind")]
+
+
+# ---------------------------------------------------------------------------------- tokenizers
+
+
+class BpeTokenizer(Node):
+    """A byte-level BPE trained on text sources as a cached stage."""
+
+    kind: Literal["bpe"] = "bpe"
+    train_on: tuple[Annotated[str, Ref(("text",))], ...] = Field((), description="default: every text source")
+    vocab: Count = 32000
+    sample: Bytes = Field(100_000_000, description="how much text to train on")
+
+
+class FileTokenizer(Node):
+    """A local tokenizer.json (Hugging Face) or sentencepiece .model."""
+
+    kind: Literal["file"] = "file"
+    path: LocalPath
+
+
+class TiktokenTokenizer(Node):
+    """tiktoken's cl100k vocabulary, shipped offline."""
+
+    kind: Literal["tiktoken"] = "tiktoken"
+    encoding: Literal["cl100k"] = "cl100k"
+
+
+TextTokenizer = Annotated[Union[BpeTokenizer, FileTokenizer, TiktokenTokenizer], Variant("kind")]
+
+
+class FsqTokenizer(Node):
+    """Conformer encoder + finite scalar quantization, trained on the spec's audio."""
+
+    kind: Literal["fsq"] = "fsq"
+    frame_rate: Hertz = 12.5
+    levels: tuple[int, ...] = (8, 5, 5, 5)
+    preset: Literal["tiny", "base"] = "tiny"
+    steps: Count = 600
+    train_on: tuple[Annotated[str, Ref(("audio",))], ...] = Field((), description="default: every audio source")
+
+
+class CheckpointAudioTokenizer(Node):
+    """A trained audio tokenizer loaded from a checkpoint."""
+
+    kind: Literal["checkpoint"] = "checkpoint"
+    path: LocalPath
+
+
+class KmeansTokenizer(Node):
+    """Weightless baseline: k-means over log-mel frames."""
+
+    kind: Literal["kmeans"] = "kmeans"
+    frame_rate: Hertz = 12.5
+    codebook: int = 1000
+
+
+AudioTokenizer = Annotated[Union[FsqTokenizer, CheckpointAudioTokenizer, KmeansTokenizer], Variant("kind")]
+
+
+class Tokenizers(Node):
+    text: TextTokenizer = TiktokenTokenizer()
+    audio: AudioTokenizer = FsqTokenizer()
+
+
+# ----------------------------------------------------------------------------- interleaving
+
+
+class Deterministic(Node):
+    """Strict alternation A1, T2, A3, ... starting with audio."""
+
+    mode: Literal["deterministic"] = "deterministic"
+
+
+class Stochastic(Node):
+    """Each chunk is audio with probability p; the first chunk is always audio unless first = any."""
+
+    mode: Literal["stochastic"] = "stochastic"
+    p: Probability = 0.5
+    first: Literal["audio", "any"] = "audio"
+
+
+Sampling = Annotated[Union[Deterministic, Stochastic], Variant("mode")]
+
+
+class Interleave(Node):
+    """How chunks of a speech-text document become one token sequence."""
+
+    sampling: Sampling = Deterministic()
+    loss: Literal["all", "text_only"] = Field("all", description="text_only masks audio tokens and markers")
+    markers: Literal["audio_and_text", "audio", "none"] = Field(
+        "audio_and_text", description="which modality spans get begin/end marker tokens")
+
+
+class Pack(Node):
+    """Documents are concatenated with EOS and cut into fixed-length sequences."""
+
+    seq_len: Count = 2048
+    remainder: Literal["drop", "pad"] = "drop"
+
+
+class Shards(Node):
+    """MDS shard settings."""
+
+    size: Bytes = 67_108_864
+    compression: Literal["zstd", "none"] = "zstd"
+
+
+# ----------------------------------------------------------------------------------- mixture
+
+
+class MixLeaf(Node):
+    name: str
+    share: Fraction
+
+
+class MixGroup(Node):
+    name: str
+    share: Fraction
+    members: tuple[Union["MixGroup", MixLeaf], ...]
+
+
+class Budget(Node):
+    """The training budget: tokens, or steps x batch x seq_len."""
+
+    tokens: Count | None = None
+    steps: Count | None = None
+
+
+# ------------------------------------------------------------------------------------- train
+
+
+class Model(Node):
+    preset: Literal["tiny", "125m", "1b", "3b"] = "tiny"
+    backbone: LocalPath | None = Field(None, description="a local Hugging Face text LM to start from")
+
+
+class Optimizer(Node):
+    name: Literal["adamw"] = "adamw"
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+
+
+class Schedule(Node):
+    name: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup: Annotated[float, Unit.PERCENT] | Count = Field(0.01, description="steps, or a share of training")
+    min_lr: Fraction = Field(0.1, description="final lr as a share of the peak")
+
+
+class Parallelism(Node):
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = "full_shard"
+
+
+class Checkpoint(Node):
+    every: Count = Field(1000, description="batches between checkpoints")
+    keep: int = 3
+
+
+class Train(Node):
+    model: Model = Model()
+    batch: int = Field(8, description="global batch, in sequences")
+    micro_batch: int | None = Field(None, description="per-device batch; default: as large as the batch allows")
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    grad_clip: float = 1.0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    parallelism: Parallelism = Parallelism()
+    checkpoint: Checkpoint = Checkpoint()
+    log_every: int = 10
+
+
+class EvalSet(Node):
+    kind: Literal["sqa", "mc", "lm", "modality_gap", "topics"]
+    files: Globs = ()
+    limit: int | None = Field(None, description="evaluate at most this many examples")
+
+
+class Eval(Node):
+    every: Count = Field(1000, description="batches between evaluations")
+    sets: Annotated[dict[str, EvalSet], Named("set")] = {}
+
+
+# -------------------------------------------------------------------------------------- spec
+
+
+class Spec(Node):
+    """The whole, resolved spec."""
+
+    version: Literal[1] = IR_VERSION
+    seed: int = 0
+    sources: Annotated[dict[str, Source], Named("source")] = {}
+    generators: Annotated[dict[str, Generator], Named("generator")] = {}
+    tokenizers: Annotated[Tokenizers, Named("tokenizer")] = Tokenizers()
+    interleave: Interleave = Interleave()
+    pack: Pack = Pack()
+    shards: Shards = Shards()
+    mixture: Annotated[MixGroup, Replace()] = MixGroup(name="mixture", share=1.0, members=())
+    budget: Budget = Budget()
+    train: Train = Train()
+    eval: Eval = Eval()
+
+
+MixGroup.model_rebuild()
