@@ -202,11 +202,11 @@ def check_files(low: Lowered) -> Iterator[Diagnostic]:
         full = use.pattern if os.path.isabs(use.pattern) else str(low.root / use.pattern)
         if use.glob and globlib.has_magic(full):
             if not any(True for _ in globlib.iglob(full, recursive=True)):
-                yield warning("files.empty-glob", f"'{use.pattern}' matches no files", use.span,
-                              "paths are relative to the spec that names them")
+                yield warning("files.empty-glob", f"'{use.written}' matches no files", use.span,
+                              f"looked for {full}; paths are relative to the spec that names them")
         elif not os.path.exists(full):
-            yield error("files.missing", f"file not found: {use.pattern}", use.span,
-                        "paths are relative to the spec that names them")
+            yield error("files.missing", f"file not found: {use.written}", use.span,
+                        f"looked for {full}; paths are relative to the spec that names them")
 
 
 def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnostic]:

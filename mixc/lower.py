@@ -38,6 +38,7 @@ class RefUse:
 class FileUse:
     path: IrPath
     pattern: str  # workspace-relative, or absolute
+    written: str  # as the spec wrote it
     glob: bool
     span: Span
 
@@ -565,7 +566,7 @@ class _Lowerer:
             if not v.value:
                 raise _Bad("empty path", v.span, None, "type.path")
             resolved = self._resolve(v.value, v.span.file)
-            self.file_uses.append(FileUse(path, resolved, glob, v.span))
+            self.file_uses.append(FileUse(path, resolved, v.value, glob, v.span))
             out.append(resolved)
         return tuple(out)
 

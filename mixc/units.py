@@ -140,7 +140,7 @@ def format_duration(seconds: float) -> str:
 
 def format_count(n: int) -> str:
     for suffix, scale in (("T", 10 ** 12), ("B", 10 ** 9), ("M", 10 ** 6), ("K", 10 ** 3)):
-        if n >= scale and (Decimal(n) / scale) == (Decimal(n) / scale).quantize(Decimal("0.001")):
+        if n >= scale and (Decimal(n) / scale) == (Decimal(n) / scale).quantize(Decimal("0.01")):
             return f"{_fmt(Decimal(n) / scale)}{suffix}"
     return str(n)
 

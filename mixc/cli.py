@@ -1,0 +1,221 @@
+"""The `mixc` command line. Exit codes: 0 clean, 1 spec errors, 2 usage errors, 3 internal errors."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mixc import __version__
+
+SPEC = click.Path(exists=True, dir_okay=False, path_type=str)
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                      help="text for people, json for editors and CI")
+NO_SIZES = click.option("--no-sizes", is_flag=True,
+                        help="skip reading file headers for size estimates (faster; no budget feasibility)")
+
+
+def _load_and_check(path: str, sizes_wanted: bool):
+    from mixc import check, lower, sizes
+    low = lower.load(path)
+    scanned = None
+    if sizes_wanted and low.ir is not None and check.needs_sizes(low):
+        scanned = sizes.estimate(low.ir, low.root)
+    return low, check.run(low, scanned)
+
+
+def _has_errors(diags) -> bool:
+    from mixc.diagnostics import Severity
+    return any(d.severity is Severity.ERROR for d in diags)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mixc")
+def cli() -> None:
+    """mixc: a dataset-mixture compiler and training runtime for speech-language model pretraining.
+
+    Write a .mix spec (sources, audio processing, synthetic generators, tokenizers, interleaving,
+    mixture, budget, training), check it, see its plan, compare two specs, and format it.
+
+    \b
+    Typical session:
+      mixc check specs/demo.mix
+      mixc plan specs/demo.mix
+      mixc diff specs/spelangy.mix specs/ablations/coarse.mix
+      mixc fmt specs/
+    """
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=SPEC)
+@FORMAT
+@NO_SIZES
+def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
+    """Check specs for syntax, name, unit, mixture, file and budget errors.
+
+    Every problem in every SPEC is reported at once as `path:line:col: error: message` with the
+    source line, a caret under the span and a hint. Exit status: 0 when no spec has errors
+    (warnings allowed), 1 when any has, 2 on usage errors.
+    """
+    from mixc.diagnostics import render_all, to_json
+    failed = False
+    reports = []
+    for path in specs:
+        low, diags = _load_and_check(path, not no_sizes)
+        failed |= _has_errors(diags)
+        if fmt == "json":
+            reports.append({"spec": path, **json.loads(to_json(diags))})
+        elif diags:
+            click.echo(render_all(diags, low.texts))
+        else:
+            click.echo(f"{path}: ok")
+    if fmt == "json":
+        click.echo(json.dumps(reports if len(reports) > 1 else reports[0], indent=2))
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.argument("spec", type=SPEC)
+@FORMAT
+@NO_SIZES
+def plan(spec: str, fmt: str, no_sizes: bool) -> None:
+    """Show the stage DAG and the per-source budget table, before any compute.
+
+    For each mixture leaf: its kind, its share of the whole budget, files and hours found,
+    estimated tokens (audio: header durations x tokens per second; text: bytes / measured
+    chars per token), tokens the budget needs from it, repeats needed against its cap, and
+    whether the budget is feasible. Then every stage with its content key and inputs.
+    """
+    from mixc import plan as planner
+    from mixc import sizes
+    from mixc.diagnostics import render_all
+    from mixc.report import plan_json, plan_text
+    low, diags = _load_and_check(spec, False)
+    if _has_errors(diags):
+        click.echo(render_all(diags, low.texts), err=fmt == "json")
+        sys.exit(1)
+    scanned = None if no_sizes else sizes.estimate(low.ir, low.root)
+    result = planner.build(low.ir, scanned)
+    click.echo(json.dumps(plan_json(spec, result), indent=2) if fmt == "json" else plan_text(spec, result))
+    sys.exit(1 if result.feasible() is False else 0)
+
+
+@cli.command()
+@click.argument("a", type=SPEC)
+@click.argument("b", type=SPEC)
+@FORMAT
+def diff(a: str, b: str, fmt: str) -> None:
+    """Compare two specs: typed edits, the factor each changes, the stages each invalidates.
+
+    An ablation should change one factor; a diff touching more prints a warning. A change that
+    invalidates no stage (mixture ratios, budget, training settings) says "plan only".
+    """
+    from mixc.diagnostics import render_all
+    from mixc.diff import diff as spec_diff
+    from mixc.report import diff_text
+    lows = []
+    for path in (a, b):
+        low, diags = _load_and_check(path, False)
+        if _has_errors(diags):
+            click.echo(render_all(diags, low.texts))
+            sys.exit(1)
+        lows.append(low)
+    result = spec_diff(lows[0].ir, lows[1].ir)
+    if fmt == "json":
+        click.echo(json.dumps({"a": a, "b": b, **result.to_json()}, indent=2, default=str))
+    else:
+        click.echo(diff_text(a, b, result))
+
+
+def _spec_files(paths: tuple[str, ...]) -> list[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(str(x) for x in Path(p).rglob("*.mix"))
+        else:
+            out.append(p)
+    return out
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option("--check", "check_only", is_flag=True, help="change nothing; exit 1 if any file is not formatted")
+@click.option("--diff", "show_diff", is_flag=True, help="print a unified diff instead of writing")
+@click.option("--stdout", is_flag=True, help="print the formatted text instead of writing")
+@click.option("--resolved", is_flag=True,
+              help="print the fully resolved spec (extends applied, every default spelled out)")
+def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool, stdout: bool, resolved: bool) -> None:
+    """Format specs in the canonical layout, in place (directories: every *.mix below them).
+
+    Comments are kept. `--check` is for CI. `--resolved` prints what a spec means after
+    `extends` and defaults, with paths relative to the workspace root.
+    """
+    from mixc.diagnostics import SpecError, Sources, render_all
+    from mixc.fmt import format_spec, print_ir
+    from mixc.syntax import decode, parse
+    if resolved:
+        _print_resolved(_spec_files(paths), print_ir)
+        return
+    changed, failed = [], False
+    for path in _spec_files(paths):
+        data = Path(path).read_bytes()
+        try:
+            spec = parse(decode(path, data), path)
+        except SpecError as exc:
+            texts = Sources()
+            texts.add(path, data.decode("utf-8", "replace"))
+            click.echo(render_all(exc.diagnostics, texts))
+            failed = True
+            continue
+        new = format_spec(spec.text, spec.items, spec.comments)
+        if stdout:
+            click.echo(new, nl=False)
+        elif new != spec.text:
+            changed.append(path)
+            if show_diff:
+                click.echo("".join(difflib.unified_diff(spec.text.splitlines(True), new.splitlines(True),
+                                                        f"{path}", f"{path} (formatted)")), nl=False)
+            elif not check_only:
+                Path(path).write_text(new)
+    if check_only or show_diff:
+        for path in changed:
+            click.echo(f"would reformat {path}", err=True)
+    elif changed:
+        click.echo(f"reformatted {len(changed)} file{'s' * (len(changed) != 1)}", err=True)
+    sys.exit(1 if failed or ((check_only or show_diff) and changed) else 0)
+
+
+def _print_resolved(files: list[str], print_ir) -> None:
+    from mixc.diagnostics import render_all
+    for path in files:
+        low, diags = _load_and_check(path, False)
+        if _has_errors(diags):
+            click.echo(render_all(diags, low.texts))
+            sys.exit(1)
+        header = f"{path}, resolved (ir {low.ir.content_hash()})\npaths are relative to {low.root}"
+        click.echo(print_ir(low.ir, header), nl=False)
+
+
+def main() -> None:
+    """Entry point: never lets a Python traceback reach the user (set MIXC_DEBUG=1 to see one)."""
+    try:
+        cli(prog_name="mixc")
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("mixc: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("MIXC_DEBUG"):
+            raise
+        click.echo(f"mixc: internal error: {type(exc).__name__}: {exc}\n"
+                   "  hint: this is a bug in mixc; rerun with MIXC_DEBUG=1 for a traceback and report it", err=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
