@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from mixc import budget
 from mixc.diagnostics import Diagnostic, Span, error, sort_key, warning
 from mixc.ir import AudioSource, BpeTokenizer, FsqTokenizer, MixGroup, MixLeaf, Spec, Stochastic, TextSource
-from mixc.lower import Lowered, did_you_mean
-from mixc.sizes import SourceSize
+from mixc.lower import Lowered, did_you_mean, load
+from mixc.sizes import SourceSize, estimate
 
 SHARE_TOLERANCE = 1e-6
 FLITE_VOICES = ("awb", "rms", "slt", "kal16", "kal")
@@ -26,20 +26,39 @@ def _kind_of(spec: Spec, name: str) -> str | None:
     return None
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiouh" else "a"
+
+
+def _wanted(kinds: tuple[str, ...]) -> str:
+    sources = [k for k in kinds if k in ("audio", "text", "html")]
+    gens = [k for k in kinds if k in ("krist", "quest")]
+    parts = []
+    if sources:
+        parts.append(f"{_a(sources[0])} {' or '.join(sources)} source")
+    if gens:
+        parts.append(f"{_a(gens[0])} {' or '.join(gens)} generator")
+    return ", or ".join(parts)
+
+
 def check_refs(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     names = list(spec.sources) + list(spec.generators)
     for use in low.refs:
+        if use.name in low.failed_names:
+            continue
         kind = _kind_of(spec, use.name)
-        wanted = " or ".join(use.kinds)
+        wanted = _wanted(use.kinds)
         if kind is None:
             candidates = [n for n in names if _kind_of(spec, n) in use.kinds] or names
             yield error("name.unknown-ref", f"unknown source or generator '{use.name}'", use.span,
                         did_you_mean(use.name, candidates, "names") or "define it with `source NAME : KIND { ... }`")
         elif kind not in use.kinds:
             hint = ("html pages feed generators: mix a `generator NAME : krist { pages = ... }` instead"
-                    if kind == "html" else f"this place takes a {wanted} source")
-            yield error("name.wrong-kind", f"'{use.name}' is a {kind} source; expected {wanted}", use.span, hint)
+                    if kind == "html" else None)
+            what = "generator" if kind in ("krist", "quest") else "source"
+            yield error("name.wrong-kind", f"'{use.name}' is {_a(kind)} {kind} {what}; this place takes {wanted}",
+                        use.span, hint)
 
 
 def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, tuple[str, ...]]]:
@@ -51,6 +70,8 @@ def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, 
 
 def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
+    if ("mixture",) in low.failed_paths:
+        return
     if not spec.mixture.members:
         yield error("mixture.empty", "the spec has no mixture", low.span(("mixture",)) or _top(low),
                     "add `mixture { 100% NAME }` naming the sources to train on")
@@ -59,11 +80,11 @@ def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
     for group, path in _groups(spec.mixture, ("mixture",)):
         total = sum(m.share for m in group.members)
         if abs(total - 1.0) > SHARE_TOLERANCE:
-            shares = " + ".join(f"{m.share * 100:g}%" for m in group.members)
+            shares = " + ".join(f"{m.share * 100:g}% {m.name}" for m in group.members)
             where = low.span(path)
             label = "the mixture" if len(path) == 1 else f"group '{path[-1]}'"
             yield error("mixture.shares", f"shares in {label} sum to {total * 100:g}%, not 100%", where,
-                        f"{shares} = {total * 100:g}%; shares within a group add up to 100%")
+                        f"{shares}; the shares within a group add up to 100%")
         for member in group.members:
             mpath = path + (member.name,)
             if member.share <= 0:
@@ -170,6 +191,8 @@ def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
 def check_budget_declared(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     b = spec.budget
+    if ("budget",) in low.failed_paths:
+        return
     if b.tokens is None and b.steps is None:
         yield error("budget.missing", "the spec sets no training budget", low.span(("budget",)) or _top(low),
                     "add `budget { tokens = 1B }` or `budget { steps = 10K }`")
@@ -203,10 +226,10 @@ def check_files(low: Lowered) -> Iterator[Diagnostic]:
         if use.glob and globlib.has_magic(full):
             if not any(True for _ in globlib.iglob(full, recursive=True)):
                 yield warning("files.empty-glob", f"'{use.written}' matches no files", use.span,
-                              f"looked for {full}; paths are relative to the spec that names them")
+                              f"looked for {os.path.relpath(full)}; paths are relative to the spec that names them")
         elif not os.path.exists(full):
             yield error("files.missing", f"file not found: {use.written}", use.span,
-                        f"looked for {full}; paths are relative to the spec that names them")
+                        f"looked for {os.path.relpath(full)}; paths are relative to the spec that names them")
 
 
 def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnostic]:
@@ -215,7 +238,7 @@ def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagn
     available = {n: s.tokens for n, s in sizes.items() if s.tokens}
     for name, needed in budget.repeats_needed(spec, available).items():
         cap = budget.repeat_cap(spec, name)
-        if needed is None or cap is None or needed <= cap:
+        if needed is None or cap is None or cap <= 0 or needed <= cap:
             continue
         collection = "sources" if name in spec.sources else "generators"
         yield error("budget.infeasible",
@@ -251,3 +274,10 @@ def needs_sizes(low: Lowered) -> bool:
     spec = low.ir
     return spec is not None and any(budget.repeat_cap(spec, n) is not None for n in budget.leaf_shares(spec.mixture))
 
+
+
+def check_file(path: str, with_sizes: bool = True) -> tuple[Lowered, list[Diagnostic]]:
+    """Load, lower and check one spec; sizes are scanned only when a repeat cap makes them matter."""
+    low = load(path)
+    sizes = estimate(low.ir, low.root) if with_sizes and needs_sizes(low) else None
+    return low, run(low, sizes)

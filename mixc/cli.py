@@ -20,12 +20,8 @@ NO_SIZES = click.option("--no-sizes", is_flag=True,
 
 
 def _load_and_check(path: str, sizes_wanted: bool):
-    from mixc import check, lower, sizes
-    low = lower.load(path)
-    scanned = None
-    if sizes_wanted and low.ir is not None and check.needs_sizes(low):
-        scanned = sizes.estimate(low.ir, low.root)
-    return low, check.run(low, scanned)
+    from mixc.check import check_file
+    return check_file(path, sizes_wanted)
 
 
 def _has_errors(diags) -> bool:

@@ -55,9 +55,12 @@ class Lowered:
     root: Path
     refs: list[RefUse] = field(default_factory=list)
     file_uses: list[FileUse] = field(default_factory=list)
+    failed_names: set[str] = field(default_factory=set)
+    failed_paths: set[IrPath] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
+        """True when the IR is complete: no error anywhere (a partial IR is only for checking)."""
         return self.ir is not None and not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
     def span(self, path: IrPath) -> Span | None:
@@ -67,6 +70,9 @@ class Lowered:
                 return self.spans[path]
             path = path[:-1]
         return None
+
+
+FAILED = object()  # a nested block that already reported its errors
 
 
 class _Bad(Exception):
@@ -269,6 +275,8 @@ class _Lowerer:
         self.spans: dict[IrPath, Span] = {}
         self.refs: list[RefUse] = []
         self.file_uses: list[FileUse] = []
+        self.failed_names: set[str] = set()
+        self.failed_paths: set[IrPath] = set()  # blocks that fell back to defaults after errors
 
     def report(self, bad: _Bad) -> None:
         self.diags.append(error(bad.code, bad.message, bad.span, bad.hint))
@@ -279,14 +287,30 @@ class _Lowerer:
               span: Span, preset: dict | None = None) -> BaseModel | None:
         values: dict[str, Any] = dict(preset or {})
         table = schema.slots(model)
-        ok = True
         for item in items:
             try:
                 self.item(item, table, values, path, what)
             except _Bad as bad:
                 self.report(bad)
-                ok = False
-        return self.construct(model, values, path, what, span) if ok else None
+        self._recover(model, values, path)
+        if any(v is FAILED for v in values.values()):
+            return FAILED
+        built = self.construct(model, values, path, what, span)
+        return FAILED if built is None else built
+
+    def _recover(self, model: type[BaseModel], values: dict, path: IrPath) -> None:
+        """Keep checking past errors: a failed block falls back to its default (its errors are
+        already reported); a failed named item is left out and remembered, so references to it
+        are not reported again."""
+        for key, value in list(values.items()):
+            if isinstance(value, dict):
+                for name, item in list(value.items()):
+                    if item is FAILED:
+                        self.failed_names.add(name)
+                        del value[name]
+            elif value is FAILED and not model.model_fields[key].is_required():
+                values[key] = model.model_fields[key].default
+                self.failed_paths.add(path + (key,))
 
     def item(self, item: Item, table: dict[str, schema.Slot], values: dict, path: IrPath, what: str) -> None:
         if isinstance(item, MixEntry):
@@ -417,7 +441,7 @@ class _Lowerer:
                        "write `mixture { 60% text  40% speech { ... } }`", "name.unexpected-label")
         self.spans[path] = block.header
         members = self.entries(block.items, path)
-        return MixGroup(name="mixture", share=1.0, members=members) if members is not None else None
+        return MixGroup(name="mixture", share=1.0, members=members) if members is not None else FAILED
 
     def entries(self, items: tuple[Item, ...], path: IrPath) -> tuple | None:
         out = []
@@ -585,8 +609,9 @@ class _Lowerer:
             raise _Bad(f"'{what}' takes one of {', '.join(by_name)}, found {_show(value)}", value.span, None, "type.choice")
         model = by_name.get(head.value)
         if model is None:
+            hint = did_you_mean(head.value, list(by_name))
             raise _Bad(f"unknown {what} '{head.value}'; known: {', '.join(by_name)}", head.span,
-                       did_you_mean(head.value, list(by_name)), "type.choice")
+                       hint if hint and hint.startswith("did") else None, "type.choice")
         if isinstance(value, Name):
             return self.construct_or_raise(model, {}, path, f"{what} {head.value}", value.span)
         params = [n for n in model.model_fields if n != schema.discriminator(model)]
@@ -640,7 +665,7 @@ def lower_items(items: list[Item], loader: _Loader) -> tuple[Spec | None, _Lower
     lowerer = _Lowerer(loader)
     top = Span(loader.files[0], 1, 1, 1, 2) if loader.files else None
     spec = lowerer.block(items, Spec, (), "the spec", top)  # type: ignore[arg-type]
-    return spec, lowerer  # type: ignore[return-value]
+    return (None if spec is FAILED else spec), lowerer  # type: ignore[return-value]
 
 
 def load(path: str | Path) -> Lowered:
@@ -651,6 +676,6 @@ def load(path: str | Path) -> Lowered:
     if items is None:
         return Lowered(None, {}, loader.diags, loader.texts, tuple(loader.files), loader.root)
     spec, lowerer = lower_items(items, loader)
-    has_errors = any(d.severity is Severity.ERROR for d in loader.diags)
-    return Lowered(None if has_errors else spec, lowerer.spans, loader.diags, loader.texts, tuple(loader.files),
-                   loader.root, lowerer.refs, lowerer.file_uses)
+    return Lowered(spec, lowerer.spans, loader.diags, loader.texts, tuple(loader.files),
+                   loader.root, lowerer.refs, lowerer.file_uses, lowerer.failed_names,
+                   lowerer.failed_paths)

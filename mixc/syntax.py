@@ -337,6 +337,9 @@ def _syntax_from_token(path: str, text: str, exc: UnexpectedToken) -> Diagnostic
         after = f" after '{previous}'" if previous is not None else ""
         return error("syntax.missing-value", f"expected a value{after}, found {_token_text(tok)}", where,
                      'a value is a number (250ms, 1.5B, 60%), a "string", a name, a [list] or a call(...)')
+    if previous is not None and str(previous) == "extends" and tok.type == "STRING":
+        return error("syntax.misplaced-extends", "'extends' is only allowed at the top of a spec",
+                     _tok_span(path, previous), "move `extends \"...\"` to the first line of the file")
     if "EQUAL" in expected and previous is not None and previous.type == "NAME":
         return error("syntax.missing-equals", f"expected '=' after '{previous}', found {_token_text(tok)}",
                      _tok_span(path, tok) if tok.type != "$END" else _end_span(path, text),
