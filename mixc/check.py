@@ -70,7 +70,7 @@ def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, 
 
 def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
-    if ("mixture",) in low.failed_paths:
+    if low.failed_under(("mixture",)):
         return
     if not spec.mixture.members:
         yield error("mixture.empty", "the spec has no mixture", low.span(("mixture",)) or _top(low),
@@ -191,7 +191,7 @@ def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
 def check_budget_declared(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     b = spec.budget
-    if ("budget",) in low.failed_paths:
+    if low.failed_under(("budget",)):
         return
     if b.tokens is None and b.steps is None:
         yield error("budget.missing", "the spec sets no training budget", low.span(("budget",)) or _top(low),

@@ -23,7 +23,7 @@ MAX_LINE = 100
 
 def quote(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") \
-        .replace("\r", "\\r").replace("\0", "\\0")
+        .replace("\r", "\\r")
     return f'"{escaped}"'
 
 
@@ -168,7 +168,7 @@ def _field_widths(items: tuple[Item, ...] | list[Item]) -> dict[int, int]:
 
     prev_end = None
     for item in items:
-        adjacent = prev_end is not None and item.span.line == prev_end + 1
+        adjacent = prev_end is not None and item.span.line <= prev_end + 1
         if isinstance(item, Field) and (not run or adjacent) and item.span.line == item.span.end_line:
             run.append(item)
         else:

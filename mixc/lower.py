@@ -63,6 +63,10 @@ class Lowered:
         """True when the IR is complete: no error anywhere (a partial IR is only for checking)."""
         return self.ir is not None and not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
+    def failed_under(self, prefix: IrPath) -> bool:
+        """Whether lowering gave up on something at or below `prefix` (so checks there would mislead)."""
+        return any(p[:len(prefix)] == prefix for p in self.failed_paths)
+
     def span(self, path: IrPath) -> Span | None:
         """The span of an IR path, or of its nearest ancestor that has one."""
         while path:
@@ -292,6 +296,7 @@ class _Lowerer:
                 self.item(item, table, values, path, what)
             except _Bad as bad:
                 self.report(bad)
+                self.failed_paths.add(path)
         self._recover(model, values, path)
         if any(v is FAILED for v in values.values()):
             return FAILED

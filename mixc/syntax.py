@@ -137,7 +137,7 @@ def _span(path: str, first: Token | object, last: Token | object) -> Span:
     return Span(path, line, col, end_line, end_col)
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "r": "\r", "0": "\0"}
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "r": "\r"}
 
 
 def unescape(raw: str) -> str:
@@ -282,11 +282,19 @@ def _unclosed_brace(text: str) -> Token | None:
     return stack[-1] if stack else None
 
 
+def _is_control(ch: str) -> bool:
+    return ch == "\0" or not (ch.isprintable() or ch.isspace())
+
+
 def _syntax_from_characters(path: str, text: str, exc: UnexpectedCharacters) -> Diagnostic:
     ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
     line, col = exc.line, exc.column
     if ch == '"':
         rest = text[exc.pos_in_stream:].split("\n", 1)[0]
+        bad = next((i for i, c in enumerate(rest) if _is_control(c)), None)
+        if bad is not None:
+            return error("syntax.binary", f"unexpected control character {rest[bad]!r}",
+                         _point(path, line, col + bad), "is this a binary file? a .mix spec is UTF-8 text")
         return error("syntax.unterminated-string", "unterminated string", Span(path, line, col, line, col + len(rest)),
                      'close the string with `"` on the same line; strings cannot span lines')
     if ch == "." and exc.pos_in_stream + 1 < len(text) and text[exc.pos_in_stream + 1].isdigit():
@@ -295,7 +303,7 @@ def _syntax_from_characters(path: str, text: str, exc: UnexpectedCharacters) -> 
     if ch in "/" and text[exc.pos_in_stream:exc.pos_in_stream + 2] == "//":
         return error("syntax.bad-comment", "comments start with '#'", _point(path, line, col, 2),
                      "replace '//' with '#'")
-    if ch == "\0" or not (ch.isprintable() or ch.isspace()):
+    if _is_control(ch):
         return error("syntax.binary", f"unexpected control character {ch!r}", _point(path, line, col),
                      "is this a binary file? a .mix spec is UTF-8 text")
     return error("syntax.unexpected-character", f"unexpected character {ch!r}", _point(path, line, col),
