@@ -1,0 +1,128 @@
+"""The `mixc` console script, run as a user runs it: exit codes, text and JSON output, help."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GOLDEN, REPO
+
+MIXC = str(Path(sys.executable).with_name("mixc"))
+COMMANDS = ["check", "plan", "diff", "fmt"]
+
+
+def mixc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MIXC_DEBUG"}
+    return subprocess.run([MIXC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_console_script_is_installed():
+    assert Path(MIXC).exists(), "run `uv sync` so the `mixc` console script exists"
+
+
+def test_check_clean_spec_exits_0():
+    out = mixc("check", "--no-sizes", "specs/spelangy.mix")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "error" not in out.stdout
+
+
+def test_check_reports_every_error_with_caret_and_exits_1():
+    out = mixc("check", "check_many_errors.mix", cwd=GOLDEN / "errors")
+    assert out.returncode == 1
+    assert out.stdout == (GOLDEN / "errors" / "check_many_errors.out").read_text()
+    assert out.stdout.count(": error: ") >= 2
+
+
+def test_check_json_is_machine_readable():
+    out = mixc("check", "--format", "json", str(GOLDEN / "errors" / "syntax_missing_brace.mix"))
+    assert out.returncode == 1
+    data = json.loads(out.stdout)
+    assert data["errors"] == 1 and data["warnings"] == 0
+    first = data["diagnostics"][0]
+    assert first["code"] == "syntax.missing-brace" and first["severity"] == "error"
+    assert first["span"]["line"] == 3 and first["span"]["col"] == 7
+    assert first["hint"]
+
+
+@pytest.mark.parametrize("args", [
+    ["check"],  # no spec
+    ["check", "no/such/file.mix"],
+    ["plan", "a.mix", "b.mix"],
+    ["nosuchcommand"],
+    ["check", "--format", "xml", "specs/demo.mix"],
+])
+def test_usage_errors_exit_2(args):
+    out = mixc(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_binary_garbage_is_an_error_not_a_traceback(tmp_path):
+    junk = tmp_path / "junk.mix"
+    junk.write_bytes(bytes(range(256)) * 4)
+    out = mixc("check", str(junk))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "binary file" in out.stdout or "not UTF-8" in out.stdout
+
+
+def test_plan_text_and_json():
+    out = mixc("plan", "--no-sizes", "specs/spelangy.mix")
+    assert out.returncode == 0, out.stderr
+    assert "shards:web" in out.stdout and "text_corpus" in out.stdout
+    data = json.loads(mixc("plan", "--no-sizes", "--format", "json", "specs/spelangy.mix").stdout)
+    assert {leaf["name"] for leaf in data["leaves"]} == {"text_corpus", "web", "quest", "krist"}
+    assert sum(leaf["share"] for leaf in data["leaves"]) == pytest.approx(1.0)
+
+
+def test_diff_names_one_factor():
+    out = mixc("diff", "specs/spelangy.mix", "specs/ablations/coarse.mix")
+    assert out.returncode == 0, out.stderr
+    assert "1 factor: chunk granularity" in out.stdout
+    data = json.loads(mixc("diff", "--format", "json", "specs/spelangy.mix", "specs/ablations/coarse.mix").stdout)
+    assert data["factors"] == ["chunk granularity"]
+    assert data["edits"][0]["path"] == "sources.web.chunk"
+
+
+def test_diff_warns_when_more_than_one_factor_changes(tmp_path):
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    (tmp_path / "pyproject.toml").write_text("")
+    two = tmp_path / "specs" / "two.mix"
+    two.write_text('extends "spelangy.mix"\nsource web { chunk coarse { max = 60s } }\ninterleave { loss = all }\n')
+    out = mixc("diff", "specs/spelangy.mix", "specs/two.mix", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning" in out.stdout and "2 factors" in out.stdout
+
+
+def test_fmt_check_passes_on_the_repo_specs_and_fails_on_unformatted(tmp_path):
+    assert mixc("fmt", "--check", "specs/").returncode == 0
+    messy = tmp_path / "messy.mix"
+    messy.write_text((REPO / "specs" / "demo.mix").read_text().replace("\n  ", "\n        "))
+    out = mixc("fmt", "--check", str(messy))
+    assert out.returncode == 1
+    assert mixc("fmt", str(messy)).returncode == 0
+    assert messy.read_text() == (REPO / "specs" / "demo.mix").read_text()
+
+
+def test_top_level_help_lists_every_command():
+    out = mixc("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_complete_help(command):
+    out = mixc(command, "--help")
+    assert out.returncode == 0
+    assert "Usage: mixc " + command in out.stdout
+    body = out.stdout.split("Options:")[0]
+    assert len(body.split()) > 15, "help should explain the command, not just name it"
+    options = out.stdout.split("Options:")[1]
+    for line in options.splitlines():
+        if line.strip().startswith("--") and "--help" not in line:
+            assert len(line.split()) > 1, f"option without help: {line}"
