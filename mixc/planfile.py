@@ -1,0 +1,131 @@
+"""The training plan `mixc compile` writes (`plan.json`) and `mixc train` reads: a versioned schema.
+
+Everything the runtime needs and nothing about how the data was made: the compiled streams (paths
+relative to the plan file, exact sample counts per epoch), the joint vocabulary layout, the model,
+optimizer, schedule and trainer settings, the seeds, and the spec's IR hash for provenance.
+`mix.lock` beside it pins the bytes of every shard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_SCHEMA = "mixc.plan/1"
+LOCK_SCHEMA = "mixc.lock/1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StreamPlan(_Model):
+    name: str = Field(description="the mixture leaf")
+    path: str = Field(description="the stream's MDS folder, relative to plan.json")
+    share: float = Field(description="the spec's token share of this leaf (0-1)")
+    samples: int = Field(description="sequences the compiled stream holds")
+    choose: int = Field(description="sequences drawn from it per epoch; proportional to `share`")
+    repeat: float = Field(description="choose / samples: passes over the stream per epoch")
+    proportion: float = Field(description="choose / epoch_samples")
+    tokens: int = Field(description="real (non-pad) tokens in the compiled stream")
+
+
+class VocabLayout(_Model):
+    """Ids 0..text_size-1 are the text tokenizer's; audio codes and markers follow."""
+    text_size: int
+    eos: int = Field(description="end of document; also separates packed documents")
+    pad: int = Field(description="fills the last sequence when pack.remainder = pad; never trained on")
+    audio_offset: int = Field(description="id of audio code 0")
+    audio_size: int = Field(description="number of audio codes (0 when the mix has no audio)")
+    markers: dict[str, int] = Field(description="modality markers, e.g. <audio>, </audio>, <text>, </text>")
+    size: int = Field(description="the joint vocabulary size the model embeds")
+    dtype: Literal["uint8", "uint16", "uint32"] = Field(description="token dtype in the shards")
+    tokenizer: str = Field(description="the text tokenizer file, relative to plan.json")
+    tokenizer_kind: Literal["hf", "tiktoken"]
+
+
+class ModelPlan(_Model):
+    preset: Literal["tiny", "125m", "1b", "3b"]
+    backbone: str | None = Field(None, description="absolute path of a local Hugging Face text LM")
+
+
+class OptimizerPlan(_Model):
+    name: Literal["adamw"] = "adamw"
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+
+
+class SchedulePlan(_Model):
+    name: Literal["cosine", "linear", "constant"]
+    warmup_steps: int
+    min_lr_ratio: float
+
+
+class TrainerPlan(_Model):
+    global_batch: int = Field(description="sequences per optimizer step, over all devices")
+    micro_batch: int | None = Field(description="per-device micro batch; None: the whole device batch")
+    steps: int = Field(description="optimizer steps the budget buys")
+    grad_clip: float
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    parallelism: Literal["auto", "ddp", "fsdp"]
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"]
+    checkpoint_every: int
+    checkpoint_keep: int
+    log_every: int
+
+
+class Plan(_Model):
+    schema_: Literal["mixc.plan/1"] = Field(PLAN_SCHEMA, alias="schema")
+    spec: str = Field(description="the spec this plan was compiled from (as given on the command line)")
+    ir_hash: str
+    seed: int
+    seq_len: int
+    epoch_samples: int = Field(description="sum of the streams' `choose`: steps x global_batch")
+    streams: tuple[StreamPlan, ...]
+    vocab: VocabLayout
+    loss: Literal["all", "text_only"]
+    model: ModelPlan
+    optimizer: OptimizerPlan
+    schedule: SchedulePlan
+    trainer: TrainerPlan
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "Plan":
+        return cls.model_validate_json(path.read_text())
+
+
+class ShardLock(_Model):
+    path: str = Field(description="relative to plan.json")
+    sha256: str
+    bytes: int
+
+
+class Lock(_Model):
+    """mix.lock: what the compiled data is, byte for byte."""
+    schema_: Literal["mixc.lock/1"] = Field(LOCK_SCHEMA, alias="schema")
+    ir_hash: str
+    seed: int
+    sources: dict[str, str] = Field(description="source name -> content hash of its input files")
+    tokenizer: str = Field(description="sha256 of the text tokenizer file")
+    models: dict[str, str] = Field(description="backend -> model revision used by a stage")
+    stage_keys: dict[str, str] = Field(description="stage id -> cache key")
+    tokens: dict[str, int] = Field(description="stream -> real tokens compiled")
+    shards: tuple[ShardLock, ...]
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "Lock":
+        return cls.model_validate_json(path.read_text())

@@ -1,0 +1,93 @@
+"""The one interface every stage implements, and the record of what a run did.
+
+A stage reads its input artifacts (folders), writes its own artifact into `ctx.out`, and returns
+counts. It never decides where things live or whether to run: the executor does (cache, locks, keys).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from mixc.ir import Spec
+from mixc.plan import Stage
+
+T = TypeVar("T")
+Progress = Callable[[Iterable[T], str, int | None], Iterator[T]]
+
+
+def no_progress(items: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
+    return iter(items)
+
+
+@dataclass
+class Stats:
+    """Per-run counts for report.md: items in, out, dropped by reason, seconds, anything else."""
+    items_in: int = 0
+    items_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def quarantine(self, item: str, reason: str) -> None:
+        self.quarantined.append({"item": item, "reason": reason})
+        self.drop("unreadable")
+
+    def write(self, folder: Path) -> None:
+        (folder / "stats.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> "Stats":
+        path = folder / "stats.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+
+@dataclass
+class Context:
+    spec: Spec
+    stage: Stage
+    inputs: dict[str, Path]  # input stage id -> its artifact folder
+    out: Path  # this run's (scratch) artifact folder
+    root: Path  # the workspace root: spec paths are relative to it
+    workers: int = 1
+    progress: Progress = no_progress
+
+    def input_of(self, kind: str) -> Path:
+        """The artifact of the one input stage of this kind."""
+        found = [p for sid, p in self.inputs.items() if sid.split(":")[0] == kind]
+        if len(found) != 1:
+            raise LookupError(f"{self.stage.id} expects one '{kind}' input, has {sorted(self.inputs)}")
+        return found[0]
+
+    def inputs_of(self, *kinds: str) -> list[Path]:
+        return [p for sid, p in sorted(self.inputs.items()) if sid.split(":")[0] in kinds]
+
+
+class StageRun(ABC):
+    """A stage kind. `fingerprint` names outside inputs (file contents) that enter the cache key."""
+    kind: ClassVar[str]
+
+    def fingerprint(self, ctx: Context) -> dict:
+        return {}
+
+    @abstractmethod
+    def run(self, ctx: Context, stats: Stats) -> None:
+        """Build the artifact into ctx.out, counting into stats."""
+
+    def __call__(self, ctx: Context) -> Stats:
+        stats = Stats()
+        start = time.perf_counter()
+        self.run(ctx, stats)
+        stats.seconds = round(time.perf_counter() - start, 3)
+        stats.write(ctx.out)
+        return stats

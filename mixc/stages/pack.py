@@ -1,0 +1,137 @@
+"""Packing: a token stream -> fixed `seq_len` sequences, in bounded memory.
+
+Documents are concatenated with EOS after each and cut every `seq_len` tokens; a document may span
+sequences. Nothing is padded except the final remainder, which `pack.remainder` drops or pads (PAD
+is never a target). Each sequence keeps its loss mask, its segment starts (`boundaries`: always 0,
+for the first, possibly continued, document, then every document that starts inside it) and the
+ids of every document it holds (`lineage`).
+
+Artifact: `seqs.u32` (n x seq_len), `mask.u8` (n x seq_len), `boundaries.npy` + `boundaries_idx.npy`,
+`lineage.npy` + `lineage_idx.npy` (flat values + n+1 starts), `vocab.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixc.stages.base import Context, StageRun, Stats
+from mixc.stages.tokens import TokenStream
+
+CHUNK_TOKENS = 1 << 22
+
+
+@dataclass
+class _Carry:
+    """Tokens not yet in a full sequence, with the documents they belong to."""
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    mask: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # may be < 0: a continued doc
+    docs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+class PackWriter:
+    def __init__(self, folder: Path, seq_len: int):
+        self.folder, self.seq_len = folder, seq_len
+        self.seqs = open(folder / "seqs.u32", "wb")
+        self.mask = open(folder / "mask.u8", "wb")
+        self.bounds: list[np.ndarray] = []
+        self.lineage: list[np.ndarray] = []
+
+    def write(self, tokens: np.ndarray, mask: np.ndarray, starts: np.ndarray, docs: np.ndarray) -> int:
+        """Writes every full sequence of `tokens`; returns how many tokens it consumed."""
+        n = len(tokens) // self.seq_len
+        if n == 0:
+            return 0
+        self.seqs.write(tokens[: n * self.seq_len].astype(np.uint32).tobytes())
+        self.mask.write(mask[: n * self.seq_len].astype(np.uint8).tobytes())
+        ends = np.append(starts[1:], np.iinfo(np.int64).max)
+        for i in range(n):
+            lo, hi = i * self.seq_len, (i + 1) * self.seq_len
+            inside = (starts > lo) & (starts < hi)
+            self.bounds.append(np.concatenate([[0], starts[inside] - lo]).astype(np.int32))
+            self.lineage.append(docs[(starts < hi) & (ends > lo)])
+        return n * self.seq_len
+
+    @property
+    def count(self) -> int:
+        return len(self.bounds)
+
+    def close(self) -> None:
+        self.seqs.close()
+        self.mask.close()
+        for name, parts, dtype in (("boundaries", self.bounds, np.int32), ("lineage", self.lineage, np.int64)):
+            flat = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+            idx = np.zeros(len(parts) + 1, np.int64)
+            np.cumsum([len(p) for p in parts], out=idx[1:])
+            np.save(self.folder / f"{name}.npy", flat)
+            np.save(self.folder / f"{name}_idx.npy", idx)
+
+
+def _doc_ranges(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive document ranges of about CHUNK_TOKENS tokens each."""
+    bounds = np.searchsorted(offsets, np.arange(0, offsets[-1] + CHUNK_TOKENS, CHUNK_TOKENS), side="left")
+    cuts = sorted(set(int(b) for b in np.clip(bounds, 0, len(offsets) - 1)) | {0, len(offsets) - 1})
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _with_eos(stream: TokenStream, a: int, b: int, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents a..b-1 with EOS after each: tokens, mask, and each document's start."""
+    base = stream.offsets[a]
+    tokens = np.asarray(stream.tokens[base: stream.offsets[b]])
+    mask = np.asarray(stream.mask[base: stream.offsets[b]]) if stream.mask is not None \
+        else np.ones(len(tokens), np.uint8)
+    ends = stream.offsets[a + 1: b + 1] - base
+    tokens = np.insert(tokens, ends, eos)
+    mask = np.insert(mask, ends, 1)
+    starts = stream.offsets[a:b] - base + np.arange(b - a)
+    return tokens, mask, starts
+
+
+class Pack(StageRun):
+    kind = "pack"
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        source = ctx.inputs[ctx.stage.inputs[0]]
+        stream = TokenStream.open(source)
+        shutil.copyfile(source / "vocab.json", ctx.out / "vocab.json")
+        eos, pad = stream.vocab["eos"], stream.vocab["pad"]
+        seq_len = ctx.spec.pack.seq_len
+        writer = PackWriter(ctx.out, seq_len)
+        carry = _Carry()
+        ranges = _doc_ranges(stream.offsets)
+        for a, b in ctx.progress(ranges, f"pack {ctx.stage.subject}", len(ranges)):
+            tokens, mask, starts = _with_eos(stream, a, b, eos)
+            shift = len(carry.tokens)
+            tokens = np.concatenate([carry.tokens, tokens])
+            mask = np.concatenate([carry.mask, mask])
+            starts = np.concatenate([carry.starts, starts + shift])
+            docs = np.concatenate([carry.docs, stream.doc_ids[a:b]])
+            used = writer.write(tokens, mask, starts, docs)
+            keep = np.searchsorted(starts, used, side="right") - 1  # the document running at `used`
+            keep = max(int(keep), 0)
+            carry = _Carry(tokens[used:], mask[used:], starts[keep:] - used, docs[keep:])
+        self._remainder(ctx, stats, writer, carry, pad)
+        writer.close()
+        stats.items_in = len(stream.doc_ids)
+        stats.items_out = writer.count
+        stats.counts["tokens"] = int(stream.offsets[-1]) + len(stream.doc_ids)
+        (ctx.out / "pack.json").write_text(json.dumps({"seq_len": seq_len, "sequences": writer.count}) + "\n")
+
+    @staticmethod
+    def _remainder(ctx: Context, stats: Stats, writer: PackWriter, carry: _Carry, pad: int) -> None:
+        left = len(carry.tokens)
+        if not left:
+            return
+        if ctx.spec.pack.remainder == "drop":
+            stats.drop("remainder tokens", left)
+            stats.counts["dropped_tokens"] = left
+            return
+        fill = writer.seq_len - left
+        writer.write(np.concatenate([carry.tokens, np.full(fill, pad, np.uint32)]),
+                     np.concatenate([carry.mask, np.zeros(fill, np.uint8)]), carry.starts, carry.docs)
+        stats.counts["pad_tokens"] = fill

@@ -1,0 +1,58 @@
+"""Shards: packed sequences -> one MDS stream, written with Streaming's `MDSWriter`.
+
+Columns: `tokens` (the narrowest unsigned dtype the joint vocabulary allows, exactly seq_len ids),
+`loss_mask` (uint8, 1 = a target), `boundaries` (int32 document starts), `lineage` (int64 document ids).
+Compression and shard size come from the spec's `shards` block.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mixc.stages.base import Context, StageRun, Stats
+from mixc.vocab import TextVocab, layout
+
+STREAM = "mds"
+
+
+def columns(dtype: str, seq_len: int) -> dict[str, str]:
+    return {"tokens": f"ndarray:{dtype}:{seq_len}", "loss_mask": f"ndarray:uint8:{seq_len}",
+            "boundaries": "ndarray:int32", "lineage": "ndarray:int64"}
+
+
+def _rows(path, dtype, width: int) -> np.ndarray:
+    if not path.stat().st_size:
+        return np.zeros((0, width), dtype)
+    return np.memmap(path, dtype=dtype, mode="r").reshape(-1, width)
+
+
+class WriteShards(StageRun):
+    kind = "shards"
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        from streaming import MDSWriter
+
+        packed = ctx.inputs[ctx.stage.inputs[0]]
+        seq_len = json.loads((packed / "pack.json").read_text())["seq_len"]
+        text = TextVocab(**json.loads((packed / "vocab.json").read_text()))
+        dtype = layout(ctx.spec, text).dtype
+        seqs = _rows(packed / "seqs.u32", np.uint32, seq_len)
+        mask = _rows(packed / "mask.u8", np.uint8, seq_len)
+        bounds, bidx = np.load(packed / "boundaries.npy"), np.load(packed / "boundaries_idx.npy")
+        lineage, lidx = np.load(packed / "lineage.npy"), np.load(packed / "lineage_idx.npy")
+        shards = ctx.spec.shards
+        compression = None if shards.compression == "none" else shards.compression
+        real = 0
+        with MDSWriter(out=str(ctx.out / STREAM), columns=columns(dtype, seq_len), compression=compression,
+                       size_limit=shards.size, progress_bar=False, exist_ok=False) as out:
+            for i in ctx.progress(range(len(seqs)), f"shards {ctx.stage.subject}", len(seqs)):
+                row = seqs[i].astype(dtype)
+                real += int((row != text.pad).sum())
+                out.write({"tokens": row, "loss_mask": mask[i], "boundaries": bounds[bidx[i]:bidx[i + 1]],
+                           "lineage": lineage[lidx[i]:lidx[i + 1]]})
+        stats.items_in = stats.items_out = len(seqs)
+        stats.counts["tokens"] = real
+        (ctx.out / "stream.json").write_text(json.dumps(
+            {"samples": len(seqs), "tokens": stats.counts["tokens"], "dtype": dtype, "seq_len": seq_len}) + "\n")

@@ -1,0 +1,64 @@
+"""The compiled streams as one deterministic, resumable StreamingDataset.
+
+One `streaming.Stream` per `plan.streams` entry, each drawing exactly `choose` sequences per epoch (the
+compiler already turned shares and repeats into those counts), shuffled with the plan's seed. The
+shards are local folders next to plan.json, read in place: no remote, no cache copy. Object storage
+would go through Streaming's `remote=` instead; nothing here would change.
+
+Streaming must know the real per-device batch size: it lays out each batch from one partition, and
+its prepare thread runs `predownload` samples ahead; a small look-ahead makes the iterator poll every
+few milliseconds and stall on small samples (measured in /work/shared/ENV.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from streaming import Stream, StreamingDataLoader, StreamingDataset
+
+from mixc.planfile import Plan
+
+MIN_PREDOWNLOAD = 4096  # samples; local shards cost nothing to "download", so look far ahead
+
+
+def build_streams(plan: Plan, plan_dir: Path) -> list[Stream]:
+    """One local Stream per compiled stream, with its exact per-epoch draw."""
+    return [Stream(local=str((plan_dir / s.path).resolve()), choose=s.choose) for s in plan.streams]
+
+
+def build_dataset(plan: Plan, plan_dir: Path, device_batch_size: int, *,
+                  predownload: int | None = None) -> StreamingDataset:
+    """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
+
+    The sample order is a function of the seed and the epoch only (num_canonical_nodes defaults to
+    the node count), so reruns and resumed runs see the same sequences in the same order.
+    """
+    drawn = sum(s.choose for s in plan.streams)
+    if drawn != plan.epoch_samples:
+        raise ValueError(f"plan streams draw {drawn} sequences per epoch but epoch_samples is "
+                         f"{plan.epoch_samples}; recompile with `mixc compile`")
+    return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
+                            shuffle=True, shuffle_seed=plan.seed,
+                            predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
+
+
+def collate(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Stack samples into fresh tensors: tokens as int64 (what embedding lookups take), loss_mask as
+    uint8. Streaming returns read-only views of its memory-mapped shards; np.stack copies them, so
+    the batch owns its memory and torch never aliases a read-only buffer."""
+    tokens = np.stack([s["tokens"] for s in samples]).astype(np.int64, copy=False)
+    loss_mask = np.stack([s["loss_mask"] for s in samples])
+    return {"tokens": torch.from_numpy(tokens), "loss_mask": torch.from_numpy(loss_mask)}
+
+
+def build_loader(dataset: StreamingDataset, device_batch_size: int, num_workers: int = 0) -> StreamingDataLoader:
+    """A loader whose position Composer checkpoints (through the dataset's state_dict) and restores.
+
+    drop_last: a ragged final batch would change the per-step batch size the plan budgets for.
+    """
+    return StreamingDataLoader(dataset, batch_size=device_batch_size, collate_fn=collate,
+                               num_workers=num_workers, drop_last=True,
+                               persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())

@@ -1,0 +1,289 @@
+"""The SpeechLM: a decoder-only transformer over one joint vocabulary (text ids, audio codes, markers).
+
+Architecture (Llama-style, the shape of the 2.8B text backbones the paper starts from):
+pre-norm blocks with RMSNorm, rotary position embeddings, grouped-query causal attention through
+`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU), and a
+SwiGLU MLP. No biases, no dropout: pretraining at this scale does not use it, and without randomness in
+the forward pass a resumed run is bit-identical to an uninterrupted one.
+
+Embeddings are UNTIED (separate input table and output head). The joint vocabulary mixes two very
+different kinds of ids: text tokens and audio codes. What an audio code means as an input (a frame of
+sound) and how likely it is as an output (a prediction over 12.5 Hz frames) are different jobs, and the
+new audio rows start from Xavier-normal noise; tying would force the output head of a pretrained
+backbone to share that noise. Untied is also what the Llama-family backbones that `plan.model.backbone`
+points to use at 3B+, so the `3b` preset matches them (about 3.8B parameters with a ~160k joint
+vocabulary, like the paper's model). The cost, one more V x d table, is small beside the blocks.
+
+A local Hugging Face causal LM can replace the preset (`plan.model.backbone`): it is loaded offline,
+its token embeddings are resized to the joint vocabulary and the new rows initialised Xavier-normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mixc.planfile import Plan
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a SpeechLM. `vocab_size` is the plan's joint vocabulary (`plan.vocab.size`)."""
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_ff: int
+    vocab_size: int = 32_768
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def num_params(self, embedding: bool = True) -> int:
+        """Parameter count from the shape alone, so paper-scale presets can be sized without memory."""
+        attn = self.d_model * (self.n_heads + 2 * self.n_kv_heads) * self.head_dim \
+            + self.n_heads * self.head_dim * self.d_model
+        block = attn + 3 * self.d_model * self.d_ff + 2 * self.d_model
+        head = self.vocab_size * self.d_model
+        return self.n_layers * block + self.d_model + head + (head if embedding else 0)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # trains on 2 CPU cores in minutes
+    "tiny": ModelConfig(d_model=128, n_layers=4, n_heads=4, n_kv_heads=4, d_ff=384),
+    # GPT-2 small's width and depth
+    "125m": ModelConfig(d_model=768, n_layers=12, n_heads=12, n_kv_heads=12, d_ff=2048),
+    # Llama-3.2-1B's shape; 500k rope base for 16k-token packed sequences
+    "1b": ModelConfig(d_model=2048, n_layers=16, n_heads=32, n_kv_heads=8, d_ff=8192, rope_theta=500_000.0),
+    # Llama-3.2-3B's blocks (2.8B without embeddings, the paper's backbone size)
+    "3b": ModelConfig(d_model=3072, n_layers=28, n_heads=24, n_kv_heads=8, d_ff=8192, rope_theta=500_000.0),
+}
+
+
+class BackboneError(RuntimeError):
+    """`plan.model.backbone` does not hold a loadable Hugging Face causal LM."""
+
+
+def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos/sin of the rotary angles, [seq_len, head_dim/2]; computed per forward (cheap) so the model
+    holds no buffers that meta-device construction or checkpoints would have to carry."""
+    inv_freq = theta ** -(torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the two halves of each head ([B, H, T, hd]) by the position's angles, in fp32."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    """Causal grouped-query self-attention with one fused q/k/v projection."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
+        self.out = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split(
+            [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], -1)
+        q = apply_rotary(q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
+        k = apply_rotary(k.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+        v = v.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.out(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+
+
+class SwiGLU(nn.Module):
+    """silu(x W_gate) * (x W_up) W_down, gate and up fused into one matmul."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block; the unit FSDP shards."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class SpeechLM(nn.Module):
+    """tokens [B, T] (int64) -> next-token logits [B, T, vocab_size]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, 0.02) everywhere; the two projections that write into the residual stream are scaled by
+        1/sqrt(2 * n_layers) (GPT-2) so the residual's variance does not grow with depth."""
+        residual_std = self.cfg.init_std / math.sqrt(2 * self.cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.ndim == 1:
+                nn.init.ones_(p)
+            else:
+                std = residual_std if name.endswith(("attn.out.weight", "mlp.down.weight")) else self.cfg.init_std
+                nn.init.normal_(p, std=std)
+
+    @property
+    def n_layers(self) -> int:
+        return self.cfg.n_layers
+
+    @property
+    def attn_dim(self) -> int:
+        return self.cfg.n_heads * self.cfg.head_dim
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.embed
+
+    def fsdp_wrap_fn(self, module: nn.Module) -> bool:
+        """Composer's FSDP wrap policy: shard block by block."""
+        return isinstance(module, Block)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        cos, sin = rotary_tables(tokens.shape[1], self.cfg.head_dim, self.cfg.rope_theta, tokens.device)
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.head(self.norm(x))
+
+
+class BackboneLM(nn.Module):
+    """A Hugging Face causal LM behind the SpeechLM interface: tokens -> logits."""
+
+    def __init__(self, hf: nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+        config = hf.config  # type: ignore[attr-defined]
+        self.n_layers: int = config.num_hidden_layers
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.attn_dim: int = config.num_attention_heads * head_dim
+        self._block_types = frozenset(getattr(hf, "_no_split_modules", None) or ())
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.hf.get_input_embeddings()  # type: ignore[operator]
+
+    def fsdp_wrap_fn(self, module: nn.Module) -> bool:
+        """Shard the decoder layers (the classes the HF model marks as not to be split)."""
+        return type(module).__name__ in self._block_types
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.hf(input_ids=tokens, use_cache=False).logits
+
+
+def _missing_backbone_part(path: Path) -> str | None:
+    """What a Hugging Face model folder lacks, in words; None when it looks complete."""
+    if not path.is_dir():
+        return "the directory does not exist"
+    if not (path / "config.json").is_file():
+        return "config.json is missing"
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        return f"no weights file ({' / '.join(WEIGHT_FILES)})"
+    return None
+
+
+def xavier_rows_(weight: Tensor, start: int) -> None:
+    """Xavier-normal init of rows `start:` (the new vocabulary), sized by the new block's own shape."""
+    with torch.no_grad():
+        fresh = torch.empty(weight.shape[0] - start, weight.shape[1], dtype=torch.float32)
+        nn.init.xavier_normal_(fresh)
+        weight[start:] = fresh.to(weight.dtype)
+
+
+def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
+    """Load a local HF causal LM (no network) and grow its vocabulary to the joint `vocab_size`.
+
+    Rows below the backbone's own vocabulary keep their pretrained values; new rows (audio codes,
+    markers) are Xavier-normal, in the output head too when it is not tied to the input table.
+    """
+    path = Path(path)
+    missing = _missing_backbone_part(path)
+    if missing:
+        raise BackboneError(f"backbone {path}: {missing}; expected a Hugging Face causal LM saved with "
+                            "save_pretrained (config.json + weights)")
+    from transformers import AutoModelForCausalLM  # heavy import, only on this path
+
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32,
+                                                  attn_implementation="sdpa")
+    except (OSError, ValueError, KeyError) as err:
+        raise BackboneError(f"backbone {path}: cannot load it as a causal LM: {err}") from err
+    old = hf.get_input_embeddings().num_embeddings
+    if vocab_size < old:
+        raise BackboneError(f"backbone {path}: its vocabulary ({old}) is larger than the plan's joint "
+                            f"vocabulary ({vocab_size}); the text tokenizer must be the backbone's")
+    hf.resize_token_embeddings(vocab_size, mean_resizing=False)
+    embed, head = hf.get_input_embeddings().weight, hf.get_output_embeddings()
+    xavier_rows_(embed, old)
+    if head is not None and head.weight is not embed:
+        xavier_rows_(head.weight, old)
+    return BackboneLM(hf)
+
+
+def model_config(plan: Plan) -> ModelConfig:
+    """The preset's shape over the plan's joint vocabulary."""
+    return replace(PRESETS[plan.model.preset], vocab_size=plan.vocab.size)
+
+
+def build_model(plan: Plan) -> nn.Module:
+    """The backbone when the plan names one, else a freshly initialised preset."""
+    if plan.model.backbone:
+        return load_backbone(plan.model.backbone, plan.vocab.size)
+    return SpeechLM(model_config(plan))
+
+
+def flops_per_token(model_or_config: nn.Module | ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward), the numerator of MFU (PaLM, appendix B).
+
+    6N for the weight matmuls (2N forward, 4N backward), N = parameters without the input embedding
+    table (a lookup does no matmul), plus 12 * layers * attn_dim * seq_len for the attention scores and
+    the weighted sum of values (QK^T and AV: 2 * 2 * T * attn_dim forward, twice that backward),
+    counted over the full T x T square as is conventional, although the causal half is skipped.
+    Call it before FSDP shards the model: afterwards parameters() holds only this rank's shard.
+    """
+    if isinstance(model_or_config, ModelConfig):
+        cfg = model_or_config
+        n, layers, width = cfg.num_params(embedding=False), cfg.n_layers, cfg.n_heads * cfg.head_dim
+    else:
+        lm = getattr(model_or_config, "model", model_or_config)  # the Composer wrapper holds the LM
+        # remove_duplicate=False: a tied table is counted twice (lookup + head matmul), then once removed
+        params = lm.named_parameters(remove_duplicate=False)
+        n = sum(p.numel() for _, p in params) - lm.input_embedding().weight.numel()
+        layers, width = lm.n_layers, lm.attn_dim
+    return 6.0 * n + 12.0 * layers * width * seq_len
