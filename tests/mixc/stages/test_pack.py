@@ -1,0 +1,85 @@
+"""Packing: documents + EOS cut into seq_len sequences; masks, boundaries, lineage, remainder."""
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixc.stages.tokens import TokenWriter
+from tests.mixc.stages.helpers import run_stage, spec_of
+
+EOS, PAD = 0, 1
+SPEC = """
+source s : text {{ files = "d/*.jsonl" }}
+pack {{ seq_len = {seq_len}  remainder = {remainder} }}
+mixture {{ 100% s }}
+budget {{ steps = 1 }}
+"""
+
+
+def token_stream(folder, docs, masks=None):
+    folder.mkdir()
+    writer = TokenWriter(folder, with_mask=masks is not None)
+    for i, doc in enumerate(docs):
+        writer.add(100 + i, np.asarray(doc, np.uint32), None if masks is None else np.asarray(masks[i], np.uint8))
+    writer.close()
+    (folder / "vocab.json").write_text(json.dumps({"kind": "hf", "size": 50, "eos": EOS, "pad": PAD}))
+
+
+def pack(tmp_path, docs, seq_len, remainder="drop", masks=None):
+    spec = spec_of(tmp_path, SPEC.format(seq_len=seq_len, remainder=remainder))
+    token_stream(tmp_path / "tok", docs, masks)
+    out, stats = run_stage(tmp_path, spec, "pack:s", {"tokenize:s": tmp_path / "tok"})
+    seqs = np.fromfile(out / "seqs.u32", np.uint32).reshape(-1, seq_len)
+    mask = np.fromfile(out / "mask.u8", np.uint8).reshape(-1, seq_len)
+    ragged = {}
+    for name in ("boundaries", "lineage"):
+        flat, idx = np.load(out / f"{name}.npy"), np.load(out / f"{name}_idx.npy")
+        ragged[name] = [flat[idx[i]:idx[i + 1]].tolist() for i in range(len(idx) - 1)]
+    return seqs, mask, ragged["boundaries"], ragged["lineage"], stats
+
+
+def test_documents_are_joined_with_eos_and_split_across_sequences(tmp_path):
+    seqs, mask, bounds, lineage, stats = pack(tmp_path, [[5, 6, 7], [8, 9], [10, 11, 12, 13]], seq_len=4)
+    assert seqs.tolist() == [[5, 6, 7, EOS], [8, 9, EOS, 10], [11, 12, 13, EOS]]
+    assert bounds == [[0], [0, 3], [0]]  # 0 always; then documents starting inside
+    assert lineage == [[100], [101, 102], [102]]
+    assert mask.all() and stats.dropped == {}
+    assert (stats.items_in, stats.items_out, stats.counts["tokens"]) == (3, 3, 12)
+
+
+def test_remainder_is_dropped_or_padded_with_pad_never_a_target(tmp_path):
+    docs = [[5, 6, 7, 8, 9]]  # 6 tokens with EOS
+    for sub in ("drop", "pad"):
+        (tmp_path / sub).mkdir()
+    seqs, _, _, _, stats = pack(tmp_path / "drop", docs, seq_len=4)
+    assert seqs.tolist() == [[5, 6, 7, 8]] and stats.dropped == {"remainder tokens": 2}
+    seqs, mask, bounds, lineage, stats = pack(tmp_path / "pad", docs, 4, "pad")
+    assert seqs.tolist() == [[5, 6, 7, 8], [9, EOS, PAD, PAD]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert bounds[1] == [0] and lineage[1] == [100] and stats.counts["pad_tokens"] == 2
+
+
+def test_token_masks_travel_with_their_tokens(tmp_path):
+    seqs, mask, _, _, _ = pack(tmp_path, [[5, 6, 7], [8]], seq_len=3, masks=[[0, 1, 0], [1]])
+    assert seqs.tolist() == [[5, 6, 7], [EOS, 8, EOS]]
+    assert mask.tolist() == [[0, 1, 0], [1, 1, 1]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.integers(2, 49), min_size=0, max_size=30), min_size=1, max_size=25),
+       st.integers(1, 17))
+def test_packing_preserves_every_token_in_order(tmp_path_factory, docs, seq_len):
+    root = tmp_path_factory.mktemp("prop")
+    seqs, _, bounds, lineage, stats = pack(root, docs, seq_len)
+    stream = [t for d in docs for t in d + [EOS]]
+    full = len(stream) // seq_len * seq_len
+    assert seqs.reshape(-1).tolist() == stream[:full]
+    assert stats.dropped.get("remainder tokens", 0) == len(stream) - full
+    starts = np.cumsum([0] + [len(d) + 1 for d in docs])[:-1]
+    for i, (b, lin) in enumerate(zip(bounds, lineage)):
+        lo, hi = i * seq_len, (i + 1) * seq_len
+        assert b == [0] + [int(s - lo) for s in starts if lo < s < hi]
+        ends = starts + np.array([len(d) + 1 for d in docs])
+        assert lin == [100 + j for j in range(len(docs)) if starts[j] < hi and ends[j] > lo]
