@@ -61,6 +61,14 @@ def check_refs(low: Lowered) -> Iterator[Diagnostic]:
                         use.span, hint)
 
 
+def check_name_clash(low: Lowered) -> Iterator[Diagnostic]:
+    """Sources and generators share one namespace: the mixture names them alike."""
+    spec = low.ir
+    for name in sorted(set(spec.sources) & set(spec.generators)):
+        yield error("name.duplicate", f"'{name}' names both a source and a generator",
+                    low.span(("generators", name)), f"rename one of them; the source '{name}' is defined too")
+
+
 def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, tuple[str, ...]]]:
     yield group, path
     for member in group.members:
@@ -249,7 +257,7 @@ def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagn
 
 
 CHECKS: tuple[Callable[[Lowered], Iterator[Diagnostic]], ...] = (
-    check_refs, check_mixture, check_repeats, check_sampling, check_ranges, check_backends,
+    check_refs, check_name_clash, check_mixture, check_repeats, check_sampling, check_ranges, check_backends,
     check_tokenizers, check_budget_declared, check_unused, check_files,
 )
 

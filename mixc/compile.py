@@ -108,8 +108,8 @@ def _streams(low: Lowered, runs: dict[str, Run], epoch: int) -> tuple[list[Strea
 
 
 def _warmup(spec: Spec, steps: int) -> int:
-    warmup = spec.train.schedule.warmup
-    return round(warmup * steps) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+    warmup = spec.train.schedule.warmup  # a percentage lowers to a float share, a count to an int
+    return round(warmup * steps) if isinstance(warmup, float) else int(warmup)
 
 
 def _vocab(lay: Layout, tokenizer: Path) -> VocabLayout:

@@ -251,8 +251,8 @@ def merge(base: list[Item], child: list[Item], model: type[BaseModel] | None) ->
         old = out[at]
         if isinstance(old, Block) and isinstance(item, Block) and _mergeable(old, item, model):
             sub = _block_model(old, model)
-            out[at] = Block(old.name, old.label, item.kind or old.kind, tuple(merge(list(old.items), list(item.items), sub)),
-                            item.span)
+            out[at] = Block(item.name, item.label or old.label, item.kind or old.kind,
+                            tuple(merge(list(old.items), list(item.items), sub)), item.span)
         else:
             out[at] = item
     return out
@@ -566,8 +566,9 @@ class _Lowerer:
 
     def _literal(self, value: Value, allowed: tuple, what: str) -> Any:
         text = value.raw if isinstance(value, Quantity) else value.value if isinstance(value, (Name, String)) else None
-        if text in allowed:
-            return text
+        for option in allowed:  # Literal[1] is written `1`: compare as written
+            if text is not None and text == str(option):
+                return option
         if text is None:
             raise _Bad(f"'{what}' takes one of {', '.join(map(str, allowed))}; found {_show(value)}", value.span,
                        None, "type.choice")

@@ -282,6 +282,18 @@ def _unclosed_brace(text: str) -> Token | None:
     return stack[-1] if stack else None
 
 
+def _bad_escape(rest: str) -> int | None:
+    """The offset of the first unknown escape in a string's text (from its opening quote)."""
+    i = 1
+    while i < len(rest) and rest[i] != '"':
+        if rest[i] == "\\":
+            if i + 1 < len(rest) and rest[i + 1] not in 'nrt"\\':
+                return i
+            i += 1
+        i += 1
+    return None
+
+
 def _is_control(ch: str) -> bool:
     return ch == "\0" or not (ch.isprintable() or ch.isspace())
 
@@ -291,6 +303,11 @@ def _syntax_from_characters(path: str, text: str, exc: UnexpectedCharacters) -> 
     line, col = exc.line, exc.column
     if ch == '"':
         rest = text[exc.pos_in_stream:].split("\n", 1)[0]
+        escape = _bad_escape(rest)
+        if escape is not None:
+            return error("syntax.bad-escape", f"unknown escape '{rest[escape:escape + 2]}' in a string",
+                         _point(path, line, col + escape, 2),
+                         "strings know \\n \\t \\r \\\" and \\\\; write \\\\ for a backslash (a regex \\s is \"\\\\s\")")
         bad = next((i for i, c in enumerate(rest) if _is_control(c)), None)
         if bad is not None:
             return error("syntax.binary", f"unexpected control character {rest[bad]!r}",
