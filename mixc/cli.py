@@ -184,7 +184,7 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
 @click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="checkpoints and metrics go here; rerunning with the same folder resumes "
-                   "[default: runs/ beside the plan]")
+                   "[default: runs/RUN-NAME beside the plan]")
 @click.option("--max-duration", default=None,
               help="stop early, in Composer's units: 20ba (batches), 1ep; default: the plan's steps")
 def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> None:
@@ -192,7 +192,7 @@ def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> No
 
     Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
     estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
-    GPUs, run it through Composer's launcher: `composer -n 8 -m runtime.launch PLAN`.
+    GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`.
     """
     from runtime.train import train as run_training
     run_training(plan_file, run_dir=run_dir, max_duration=max_duration)
