@@ -9,7 +9,7 @@ optimizer, schedule and trainer settings, the seeds, and the spec's IR hash for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,7 +78,19 @@ class TrainerPlan(_Model):
     log_every: int
 
 
-class Plan(_Model):
+class _Document(_Model):
+    """A versioned JSON file: written with its `schema` tag, read back with validation."""
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        return cls.model_validate_json(path.read_text())
+
+
+class Plan(_Document):
     schema_: Literal["mixc.plan/1"] = Field(PLAN_SCHEMA, alias="schema")
     spec: str = Field(description="the spec this plan was compiled from (as given on the command line)")
     ir_hash: str
@@ -93,15 +105,6 @@ class Plan(_Model):
     schedule: SchedulePlan
     trainer: TrainerPlan
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def dump(self, path: Path) -> None:
-        path.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> "Plan":
-        return cls.model_validate_json(path.read_text())
-
 
 class ShardLock(_Model):
     path: str = Field(description="relative to plan.json")
@@ -109,7 +112,7 @@ class ShardLock(_Model):
     bytes: int
 
 
-class Lock(_Model):
+class Lock(_Document):
     """mix.lock: what the compiled data is, byte for byte."""
     schema_: Literal["mixc.lock/1"] = Field(LOCK_SCHEMA, alias="schema")
     ir_hash: str
@@ -121,11 +124,3 @@ class Lock(_Model):
     tokens: dict[str, int] = Field(description="stream -> real tokens compiled")
     shards: tuple[ShardLock, ...]
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def dump(self, path: Path) -> None:
-        path.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n")
-
-    @classmethod
-    def read(cls, path: Path) -> "Lock":
-        return cls.model_validate_json(path.read_text())
