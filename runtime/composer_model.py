@@ -55,8 +55,6 @@ class SpeechLMComposer(ComposerModel):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
-        self.train_metrics = {"LanguageCrossEntropy": LanguageCrossEntropy(),
-                              "LanguagePerplexity": LanguagePerplexity()}
         self.eval_metrics = {"LanguageCrossEntropy": LanguageCrossEntropy(),
                              "LanguagePerplexity": LanguagePerplexity()}
 
@@ -70,7 +68,10 @@ class SpeechLMComposer(ComposerModel):
         return outputs if outputs is not None else self.forward(batch)
 
     def get_metrics(self, is_train: bool = False) -> dict[str, Metric]:
-        return self.train_metrics if is_train else self.eval_metrics
+        """Cross entropy and perplexity on evaluation data. None while training: the training loss is
+        already the token-weighted cross entropy of each global batch (logged every step), and a
+        metric would run a second full-vocabulary cross entropy over every micro batch."""
+        return {} if is_train else self.eval_metrics
 
     def update_metric(self, batch: dict[str, Tensor], outputs: Tensor, metric: Metric) -> None:
         metric.update(outputs, next_token_targets(batch["tokens"], batch["loss_mask"], self.pad_id))

@@ -2,22 +2,25 @@
 
 One `streaming.Stream` per `plan.streams` entry, each drawing exactly `choose` sequences per epoch (the
 compiler already turned shares and repeats into those counts), shuffled with the plan's seed. The
-shards are local folders next to plan.json, read in place: no remote, no cache copy. Object storage
-would go through Streaming's `remote=` instead; nothing here would change.
+shards are local folders next to plan.json, read in place: no remote, no cache copy (object storage
+would be Streaming's `remote=`, with `local=` a cache folder). Compressed shards (.mds.zstd) are
+decompressed by Streaming into the same folder on first read; mix.lock pins the archives.
 
 Streaming must know the real per-device batch size: it lays out each batch from one partition, and
-its prepare thread runs `predownload` samples ahead; a small look-ahead makes the iterator poll every
-few milliseconds and stall on small samples (measured in /work/shared/ENV.md).
+its prepare thread runs `predownload` samples ahead; Streaming's default look-ahead (8 batches) makes
+the iterator poll every few milliseconds and stall on small samples (benchmarks/loader_speed.py: the
+runtime loader reads the same shards about 2x faster than a default StreamingDataset).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from streaming import Stream, StreamingDataLoader, StreamingDataset
+from streaming.base.shared import SharedMemory
 
 from mixc.planfile import Plan
 
@@ -33,8 +36,9 @@ def build_dataset(plan: Plan, plan_dir: Path, device_batch_size: int, *,
                   predownload: int | None = None) -> StreamingDataset:
     """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
 
-    The sample order is a function of the seed and the epoch only (num_canonical_nodes defaults to
-    the node count), so reruns and resumed runs see the same sequences in the same order.
+    The order is a function of the seed, the epoch and the node count (num_canonical_nodes defaults
+    to it), not of the processes per node or the loader workers: reruns, resumed runs and runs with
+    more processes on a machine see the same global batches in the same order.
     """
     drawn = sum(s.choose for s in plan.streams)
     if drawn != plan.epoch_samples:
@@ -62,3 +66,29 @@ def build_loader(dataset: StreamingDataset, device_batch_size: int, num_workers:
     return StreamingDataLoader(dataset, batch_size=device_batch_size, collate_fn=collate,
                                num_workers=num_workers, drop_last=True,
                                persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def _shared_memory_of(obj: object, depth: int = 3) -> Iterator[SharedMemory]:
+    """The Streaming shared-memory segments an object holds, directly or through Streaming's
+    SharedScalar / SharedArray / SharedBarrier wrappers (at most `depth` attributes down)."""
+    if isinstance(obj, SharedMemory):
+        yield obj
+    elif depth and hasattr(obj, "__dict__"):
+        for value in vars(obj).values():
+            yield from _shared_memory_of(value, depth - 1)
+
+
+def release(dataset: StreamingDataset) -> None:
+    """Stop the dataset's look-ahead threads and unlink the shared memory it created.
+
+    Streaming frees both only at interpreter exit, so a process that trains several times (tests, a
+    notebook, a sweep) would keep every earlier run's threads polling and segments mapped. Not
+    `streaming.base.util.clean_stale_shared_memory()`: that unlinks every Streaming segment on the
+    machine, including those of other jobs still training. Threads first, so none touches memory
+    that is being unmapped.
+    """
+    iterator = getattr(dataset, "_iterator", None)  # set once iteration has started
+    if iterator is not None:
+        iterator.exit()
+    for shm in _shared_memory_of(dataset):
+        shm.cleanup()

@@ -1,18 +1,18 @@
 """The SpeechLM: a decoder-only transformer over one joint vocabulary (text ids, audio codes, markers).
 
-Architecture (Llama-style, the shape of the 2.8B text backbones the paper starts from):
-pre-norm blocks with RMSNorm, rotary position embeddings, grouped-query causal attention through
-`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU), and a
-SwiGLU MLP. No biases, no dropout: pretraining at this scale does not use it, and without randomness in
-the forward pass a resumed run is bit-identical to an uninterrupted one.
+Architecture (Llama-style): pre-norm blocks with RMSNorm, rotary position embeddings, grouped-query
+causal attention through `torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient
+kernels on GPU), and a SwiGLU MLP; no biases and no dropout, as in current LM pretraining. The `3b`
+preset has Llama-3.2-3B's block shapes: 2.8B parameters without embeddings, the size of the paper's
+text backbone.
 
 Embeddings are UNTIED (separate input table and output head). The joint vocabulary mixes two very
 different kinds of ids: text tokens and audio codes. What an audio code means as an input (a frame of
 sound) and how likely it is as an output (a prediction over 12.5 Hz frames) are different jobs, and the
-new audio rows start from Xavier-normal noise; tying would force the output head of a pretrained
-backbone to share that noise. Untied is also what the Llama-family backbones that `plan.model.backbone`
-points to use at 3B+, so the `3b` preset matches them (about 3.8B parameters with a ~160k joint
-vocabulary, like the paper's model). The cost, one more V x d table, is small beside the blocks.
+new audio rows start from Xavier-normal noise: tying would make the pretrained output head share that
+noise, and every gradient of the head would also move the input rows. The cost is one more V x d
+table: 0.49B parameters for the `3b` preset with a 160k joint vocabulary, which brings it to about
+3.8B parameters, the size of the paper's model. A backbone keeps its own choice (tied or not).
 
 A local Hugging Face causal LM can replace the preset (`plan.model.backbone`): it is loaded offline,
 its token embeddings are resized to the joint vocabulary and the new rows initialised Xavier-normal.

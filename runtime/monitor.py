@@ -40,6 +40,14 @@ def keep_steps_up_to(path: Path, step: int) -> None:
     path.write_text("".join(row + "\n" for row in rows))
 
 
+def last_logged_loss(path: Path) -> float | None:
+    """The loss of the last logged step, for a rerun that finds its run already complete."""
+    if not path.exists():
+        return None
+    lines = path.read_text().splitlines()
+    return json.loads(lines[-1])["loss"] if lines else None
+
+
 class MetricsLog(Callback):
     """Logs every `every` batches and at the end of training; only global rank 0 prints and writes."""
 

@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mixc.planfile import Lock, Plan, ShardLock
+from mixc.planfile import Lock, Plan
 
 RECOMPILE = "recompile with `mixc compile`"
 CHUNK = 1 << 20
@@ -29,11 +29,6 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _mismatch(shard: ShardLock, actual: str) -> ShardMismatch:
-    return ShardMismatch(f"shard {shard.path} does not match mix.lock: expected sha256 {shard.sha256}, "
-                         f"actual {actual}; {RECOMPILE}")
 
 
 def verify_plan(plan: Plan, lock: Lock) -> None:
@@ -69,4 +64,5 @@ def verify_shards(plan_dir: Path, lock: Lock, *, part: int = 0, parts: int = 1) 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for shard, actual in zip(mine, pool.map(lambda s: sha256_file(plan_dir / s.path), mine)):
             if actual != shard.sha256:
-                raise _mismatch(shard, actual)
+                raise ShardMismatch(f"shard {shard.path} does not match mix.lock: expected sha256 "
+                                    f"{shard.sha256}, actual {actual}; {RECOMPILE}")
