@@ -39,37 +39,67 @@ class PackWriter:
         self.folder, self.seq_len = folder, seq_len
         self.seqs = open(folder / "seqs.u32", "wb")
         self.mask = open(folder / "mask.u8", "wb")
-        self.bounds: list[np.ndarray] = []
-        self.lineage: list[np.ndarray] = []
+        # per write: the flat values of its sequences, and each sequence's number of values
+        self.bounds: list[tuple[np.ndarray, np.ndarray]] = []
+        self.lineage: list[tuple[np.ndarray, np.ndarray]] = []
+        self.count = 0
 
     def write(self, tokens: np.ndarray, mask: np.ndarray, starts: np.ndarray, docs: np.ndarray) -> int:
-        """Writes every full sequence of `tokens`; returns how many tokens it consumed."""
+        """Writes every full sequence of `tokens`; returns how many tokens it consumed.
+
+        Sequence i covers [lo, hi) = [i * seq_len, (i + 1) * seq_len). Its boundaries are 0 and then
+        every start with lo < start < hi, less lo; its lineage every document with start < hi and end
+        > lo (a document ends where the next starts). `starts` is sorted, so both are index ranges.
+        """
         n = len(tokens) // self.seq_len
         if n == 0:
             return 0
-        self.seqs.write(tokens[: n * self.seq_len].astype(np.uint32).tobytes())
-        self.mask.write(mask[: n * self.seq_len].astype(np.uint8).tobytes())
+        self.seqs.write(np.ascontiguousarray(tokens[: n * self.seq_len], dtype=np.uint32).data)
+        self.mask.write(np.ascontiguousarray(mask[: n * self.seq_len], dtype=np.uint8).data)
         ends = np.append(starts[1:], np.iinfo(np.int64).max)
-        for i in range(n):
-            lo, hi = i * self.seq_len, (i + 1) * self.seq_len
-            inside = (starts > lo) & (starts < hi)
-            self.bounds.append(np.concatenate([[0], starts[inside] - lo]).astype(np.int32))
-            self.lineage.append(docs[(starts < hi) & (ends > lo)])
+        lo = np.arange(n, dtype=np.int64) * self.seq_len
+        hi = lo + self.seq_len
+        below_hi = np.searchsorted(starts, hi, side="left")  # starts[:below_hi] < hi
+        inner = np.searchsorted(starts, lo, side="right")  # starts[inner:] > lo
+        alive = np.searchsorted(ends, lo, side="right")  # ends[alive:] > lo
+        values, counts = _ranges(inner, below_hi, starts, lo, lead_zero=True)
+        self.bounds.append((values.astype(np.int32), counts))
+        self.lineage.append(_ranges(alive, below_hi, docs))
+        self.count += n
         return n * self.seq_len
-
-    @property
-    def count(self) -> int:
-        return len(self.bounds)
 
     def close(self) -> None:
         self.seqs.close()
         self.mask.close()
         for name, parts, dtype in (("boundaries", self.bounds, np.int32), ("lineage", self.lineage, np.int64)):
-            flat = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-            idx = np.zeros(len(parts) + 1, np.int64)
-            np.cumsum([len(p) for p in parts], out=idx[1:])
+            flat = np.concatenate([v for v, _ in parts]).astype(dtype) if self.count else np.zeros(0, dtype)
+            idx = np.zeros(self.count + 1, np.int64)
+            if self.count:
+                np.cumsum(np.concatenate([c for _, c in parts]), out=idx[1:])
             np.save(self.folder / f"{name}.npy", flat)
             np.save(self.folder / f"{name}_idx.npy", idx)
+
+
+def _ranges(first: np.ndarray, stop: np.ndarray, values: np.ndarray, lo: np.ndarray | None = None,
+            lead_zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """values[first[i]:stop[i]] (less lo[i], after a 0 when lead_zero) for every i, back to back; and
+    each one's length."""
+    lengths = np.maximum(stop - first, 0)
+    extra = 1 if lead_zero else 0
+    counts = lengths + extra
+    total = int(counts.sum())
+    seq = np.repeat(np.arange(len(first)), counts)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)  # place within its row
+    index = np.repeat(first, counts) + offset - extra
+    if lead_zero:
+        head = offset == 0
+        index[head] = 0  # any valid index; overwritten below
+    out = values[index] if len(values) else np.zeros(total, values.dtype)
+    if lo is not None:
+        out = out - lo[seq]
+    if lead_zero:
+        out[head] = 0
+    return out, counts
 
 
 def _doc_ranges(offsets: np.ndarray) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ from mixc.stages.base import Context, StageRun, Stats
 from mixc.vocab import TextVocab, layout
 
 STREAM = "mds"
+BLOCK_TOKENS = 1 << 22  # rows converted at a time
 
 
 def columns(dtype: str, seq_len: int) -> dict[str, str]:
@@ -47,11 +48,15 @@ class WriteShards(StageRun):
         real = 0
         with MDSWriter(out=str(ctx.out / STREAM), columns=columns(dtype, seq_len), compression=compression,
                        size_limit=shards.size, progress_bar=False, exist_ok=False) as out:
+            step = max(1, BLOCK_TOKENS // max(seq_len, 1))
+            lo = hi = 0
             for i in ctx.progress(range(len(seqs)), f"shards {ctx.stage.subject}", len(seqs)):
-                row = seqs[i].astype(dtype)
-                real += int((row != text.pad).sum())
-                out.write({"tokens": row, "loss_mask": mask[i], "boundaries": bounds[bidx[i]:bidx[i + 1]],
-                           "lineage": lineage[lidx[i]:lidx[i + 1]]})
+                if i >= hi:  # a block of rows at a time: one dtype conversion, one PAD count, plain arrays
+                    lo, hi = i, min(i + step, len(seqs))
+                    block, block_mask = np.asarray(seqs[lo:hi]).astype(dtype), np.asarray(mask[lo:hi])
+                    real += int(np.count_nonzero(block != text.pad))
+                out.write({"tokens": block[i - lo], "loss_mask": block_mask[i - lo],
+                           "boundaries": bounds[bidx[i]:bidx[i + 1]], "lineage": lineage[lidx[i]:lidx[i + 1]]})
         stats.items_in = stats.items_out = len(seqs)
         stats.counts["tokens"] = real
         (ctx.out / "stream.json").write_text(json.dumps(
