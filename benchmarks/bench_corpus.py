@@ -196,3 +196,12 @@ def parse_count(text: str) -> int:
     text = text.strip().upper()
     scale = {"K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9}.get(text[-1:], 1)
     return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def emit(report: dict, as_json: bool, print_table) -> int:
+    """Every benchmark's last step: the report as JSON or as its table; benchmarks always exit 0."""
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0

@@ -19,7 +19,6 @@ it is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -30,6 +29,9 @@ from mixc.check import run
 from mixc.diagnostics import Severity
 from mixc.lower import load
 from mixc.syntax import parse, parser
+
+from bench_corpus import emit
+
 
 TARGET = 3.0
 TOP_GROUPS = 4  # 25% each
@@ -204,11 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = ap.parse_args(argv)
     report = measure(max(1, args.repeat))
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
-    return 0
+    return emit(report, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_corpus import write_jsonl_corpus, write_spec
+from bench_corpus import emit, write_jsonl_corpus, write_spec
 
 TARGET_BYTES = 2 * 1024 ** 3
 STAGE_ORDER = ("read", "dedup", "train_bpe", "tokenize", "pack", "shards")
@@ -206,11 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [float(s) for s in args.sizes.split(",")] if args.sizes else [args.gb / 4, args.gb]
     report = measure(sizes, args.file_mb, args.workers, args.interval, args.keep)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
-    return 0
+    return emit(report, args.json, print_table)
 
 
 if __name__ == "__main__":

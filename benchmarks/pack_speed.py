@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_corpus import best_of, disk_write, fsync_tree, load_plan, parse_count, tree_bytes, write_spec
+from bench_corpus import (best_of, disk_write, emit, fsync_tree, load_plan, parse_count, tree_bytes,
+                          write_spec)
 
 TARGET = 1.5
 VOCAB, EOS, PAD = 32_000, 0, 1
@@ -188,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = ap.parse_args(argv)
     report = measure(parse_count(args.tokens), max(1, args.repeat), args.keep)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
-    return 0
+    return emit(report, args.json, print_table)
 
 
 if __name__ == "__main__":

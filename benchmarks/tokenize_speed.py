@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from bench_corpus import emit
 
 TARGET = 0.8
 BATCH_DOCS = 256  # Tokenize.batch_docs, asserted below
@@ -206,11 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_stage(args.work, args.repeat, args.workers)))
         return 0
     report = measure(args.mb, args.vocab, max(1, args.repeat), args.keep)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
-    return 0
+    return emit(report, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -109,11 +109,19 @@ def _doc_ranges(offsets: np.ndarray) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
+def _read(array: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """array[lo:hi] as an ordinary array. A memory-mapped stream is read with plain file reads: pages
+    touched through the map stay in this process's RSS, which would then grow with the corpus."""
+    if isinstance(array, np.memmap) and array.filename is not None and hi > lo:
+        return np.fromfile(array.filename, array.dtype, int(hi - lo), offset=array.offset + int(lo) * array.itemsize)
+    return np.asarray(array[lo:hi])
+
+
 def _with_eos(stream: TokenStream, a: int, b: int, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Documents a..b-1 with EOS after each: tokens, mask, and each document's start."""
     base = stream.offsets[a]
-    tokens = np.asarray(stream.tokens[base: stream.offsets[b]])
-    mask = np.asarray(stream.mask[base: stream.offsets[b]]) if stream.mask is not None \
+    tokens = _read(stream.tokens, base, stream.offsets[b])
+    mask = _read(stream.mask, base, stream.offsets[b]) if stream.mask is not None \
         else np.ones(len(tokens), np.uint8)
     ends = stream.offsets[a + 1: b + 1] - base
     tokens = np.insert(tokens, ends, eos)

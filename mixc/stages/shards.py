@@ -23,10 +23,15 @@ def columns(dtype: str, seq_len: int) -> dict[str, str]:
             "boundaries": "ndarray:int32", "lineage": "ndarray:int64"}
 
 
-def _rows(path, dtype, width: int) -> np.ndarray:
-    if not path.stat().st_size:
-        return np.zeros((0, width), dtype)
-    return np.memmap(path, dtype=dtype, mode="r").reshape(-1, width)
+def _count(path, dtype, width: int) -> int:
+    return path.stat().st_size // (np.dtype(dtype).itemsize * width)
+
+
+def _read_rows(path, dtype, width: int, lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi-1 of a (n x width) file, with plain file reads: pages touched through a memory map
+    stay in this process's RSS, which would then grow with the corpus."""
+    size = np.dtype(dtype).itemsize * width
+    return np.fromfile(path, dtype, (hi - lo) * width, offset=lo * size).reshape(-1, width)
 
 
 class WriteShards(StageRun):
@@ -39,8 +44,7 @@ class WriteShards(StageRun):
         seq_len = json.loads((packed / "pack.json").read_text())["seq_len"]
         text = TextVocab(**json.loads((packed / "vocab.json").read_text()))
         dtype = layout(ctx.spec, text).dtype
-        seqs = _rows(packed / "seqs.u32", np.uint32, seq_len)
-        mask = _rows(packed / "mask.u8", np.uint8, seq_len)
+        rows = _count(packed / "seqs.u32", np.uint32, seq_len)
         bounds, bidx = np.load(packed / "boundaries.npy"), np.load(packed / "boundaries_idx.npy")
         lineage, lidx = np.load(packed / "lineage.npy"), np.load(packed / "lineage_idx.npy")
         shards = ctx.spec.shards
@@ -50,14 +54,15 @@ class WriteShards(StageRun):
                        size_limit=shards.size, progress_bar=False, exist_ok=False) as out:
             step = max(1, BLOCK_TOKENS // max(seq_len, 1))
             lo = hi = 0
-            for i in ctx.progress(range(len(seqs)), f"shards {ctx.stage.subject}", len(seqs)):
-                if i >= hi:  # a block of rows at a time: one dtype conversion, one PAD count, plain arrays
-                    lo, hi = i, min(i + step, len(seqs))
-                    block, block_mask = np.asarray(seqs[lo:hi]).astype(dtype), np.asarray(mask[lo:hi])
+            for i in ctx.progress(range(rows), f"shards {ctx.stage.subject}", rows):
+                if i >= hi:  # a block of rows at a time: one read, one dtype conversion, one PAD count
+                    lo, hi = i, min(i + step, rows)
+                    block = _read_rows(packed / "seqs.u32", np.uint32, seq_len, lo, hi).astype(dtype)
+                    block_mask = _read_rows(packed / "mask.u8", np.uint8, seq_len, lo, hi)
                     real += int(np.count_nonzero(block != text.pad))
                 out.write({"tokens": block[i - lo], "loss_mask": block_mask[i - lo],
                            "boundaries": bounds[bidx[i]:bidx[i + 1]], "lineage": lineage[lidx[i]:lidx[i + 1]]})
-        stats.items_in = stats.items_out = len(seqs)
+        stats.items_in = stats.items_out = rows
         stats.counts["tokens"] = real
         (ctx.out / "stream.json").write_text(json.dumps(
-            {"samples": len(seqs), "tokens": stats.counts["tokens"], "dtype": dtype, "seq_len": seq_len}) + "\n")
+            {"samples": rows, "tokens": stats.counts["tokens"], "dtype": dtype, "seq_len": seq_len}) + "\n")
