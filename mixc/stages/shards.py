@@ -15,7 +15,7 @@ from mixc.stages.base import Context, StageRun, Stats
 from mixc.vocab import TextVocab, layout
 
 STREAM = "mds"
-BLOCK_TOKENS = 1 << 22  # rows converted at a time
+BLOCK_TOKENS = 1 << 22  # about this many tokens of rows are read and converted at a time
 
 
 def columns(dtype: str, seq_len: int) -> dict[str, str]:

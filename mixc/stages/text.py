@@ -103,7 +103,11 @@ class _DocWriter:
 
 
 def iter_docs(folder: Path, columns: tuple[str, ...] = ("doc_id", "text")) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(folder / DOCS).iter_batches(columns=list(columns), batch_size=BATCH)
+    """docs.parquet in batches, in bounded memory. With pyarrow's default pre_buffer=True,
+    iter_batches keeps every column chunk it has read buffered until the file is done, so memory
+    would grow with the corpus (by docs.parquet's size); unbuffered reads give the same batches."""
+    reader = pq.ParquetFile(folder / DOCS, pre_buffer=False)
+    yield from reader.iter_batches(columns=list(columns), batch_size=BATCH)
 
 
 def count_docs(folder: Path) -> int:

@@ -17,10 +17,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from mixc.stages.base import Context, StageRun, Stats
-from mixc.stages.text import BATCH, DOCS, count_docs
+from mixc.stages.text import count_docs, iter_docs
 from mixc.stages.tokenizer import load_codec
 
 TOKENS, OFFSETS, DOC_IDS, MASK = "tokens.u32", "offsets.npy", "doc_ids.npy", "mask.u8"
@@ -83,11 +82,7 @@ def _encode(item: tuple[list[int], list[str]]) -> tuple[list[int], list[np.ndarr
 
 
 def _batches(folder: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:
-    # Not text.iter_docs: with pyarrow's default pre_buffer=True, iter_batches keeps the column chunks
-    # it has read buffered until the file is done, so memory grows with the corpus (by docs.parquet's
-    # size). Unbuffered reads give the same batches in bounded memory, and faster.
-    reader = pq.ParquetFile(folder / DOCS, pre_buffer=False)
-    for batch in reader.iter_batches(columns=["doc_id", "text"], batch_size=BATCH):
+    for batch in iter_docs(folder):
         ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for i in range(0, len(ids), size):
             yield ids[i:i + size], texts[i:i + size]
