@@ -18,13 +18,14 @@ from pathlib import Path
 
 from mixc import budget
 from mixc.diagnostics import Diagnostic, error
-from mixc.execute import Executor, MissingStages, Run
+from mixc.execute import Executor, MissingStages, Run, StageFailed
 from mixc.ir import Spec
 from mixc.lower import Lowered
 from mixc.plan import stages
 from mixc.compile_report import compile_report
 from mixc.planfile import (Lock, ModelPlan, OptimizerPlan, Plan, SchedulePlan, ShardLock, StreamPlan, TrainerPlan,
                            VocabLayout)
+from mixc.stages.audio_tokens import read_audio_vocab
 from mixc.stages.base import Progress, no_progress
 from mixc.stages.tokenizer import read_vocab, tokenizer_file
 from mixc.vocab import Layout, layout
@@ -78,6 +79,15 @@ def _missing_stage_errors(low: Lowered, exc: MissingStages) -> list[Diagnostic]:
                          f"{', '.join(kinds)}", low.span(path) or low.span(("mixture",)),
                          "compile a mixture of text sources, or drop this leaf from the mixture"))
     return out
+
+
+def _stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
+    """A failed stage's message, at the spec field that decided it (else its subject's block)."""
+    subject = exc.stage.subject
+    spec = low.ir
+    base = (_collection(spec, subject), subject) if subject in spec.sources or subject in spec.generators \
+        else ("tokenizers", subject)
+    return error(f"stage.{exc.stage.kind}", exc.message, low.span(base + exc.field) or low.span(base), exc.hint)
 
 
 def _streams(low: Lowered, runs: dict[str, Run], epoch: int) -> tuple[list[StreamPlan], list[Diagnostic]]:
@@ -151,11 +161,24 @@ def _copy_outputs(out: Path, runs: dict[str, Run], streams: list[StreamPlan], to
     return locks
 
 
+REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch")
+
+
+def _models(runs: dict[str, Run]) -> dict[str, str]:
+    """Stage id -> the exact models (and libraries) it ran: what must match to rebuild the same bytes."""
+    out = {}
+    for sid, run in runs.items():
+        found = {k: v for k, v in run.details.items() if k in REVISION_FIELDS}
+        if found:
+            out[sid] = found["model"] if list(found) == ["model"] else json.dumps(found, sort_keys=True)
+    return out
+
+
 def _lock(spec: Spec, runs: dict[str, Run], streams: list[StreamPlan], shards: list[ShardLock],
           tokenizer: Path) -> Lock:
-    sources = {r.stage.subject: r.fingerprint for r in runs.values() if r.fingerprint and r.stage.kind == "read"}
-    models = {r.stage.kind: r.fingerprint for r in runs.values()
-              if r.fingerprint and r.stage.kind not in ("read", "ingest", "extract")}
+    sources = {r.stage.subject: r.fingerprint for r in runs.values()
+               if r.fingerprint and r.stage.kind in ("read", "ingest")}
+    models = _models(runs)
     return Lock(ir_hash=spec.content_hash(), seed=spec.seed, sources=sources, tokenizer=_sha256(tokenizer),
                 models=models, stage_keys={sid: r.key for sid, r in runs.items()},
                 tokens={s.name: s.tokens for s in streams}, shards=tuple(shards))
@@ -174,12 +197,15 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache, workers: int = 
         runs = Executor(spec, low.root, cache, workers, progress).run(dag)
     except MissingStages as exc:
         raise CompileError(_missing_stage_errors(low, exc)) from None
+    except StageFailed as exc:
+        raise CompileError([_stage_error(low, exc)]) from None
     streams, diags = _streams(low, runs, steps * spec.train.batch)
     if diags:
         raise CompileError(diags)
     tok_run = next(r for r in runs.values() if r.stage.kind in ("train_bpe", "load_text_tokenizer"))
     tokenizer = tokenizer_file(tok_run.path)
-    lay = layout(spec, read_vocab(tok_run.path))
+    audio = next((r for r in runs.values() if r.stage.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
+    lay = layout(spec, read_vocab(tok_run.path), read_audio_vocab(audio.path)["codebook_size"] if audio else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").unlink(missing_ok=True)
     shards = _copy_outputs(out, runs, streams, tokenizer)

@@ -27,6 +27,7 @@ def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
     rows = [[sid, "cache" if r.hit else "built", f"{r.stats.items_in:,}", f"{r.stats.items_out:,}",
              _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
     lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
+    lines += _web_audio(runs) + _interleaving(runs)
     quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
     if quarantined:
         lines += ["", "## Quarantined inputs", ""]
@@ -37,6 +38,56 @@ def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
               + (f", audio codes {v.audio_offset}-{v.audio_offset + v.audio_size - 1}" if v.audio_size else "")
               + (", markers " + ", ".join(f"{m} {i}" for m, i in v.markers.items()) if v.markers else "") + "."]
     return "\n".join(lines) + "\n"
+
+
+def _of(runs: dict[str, Run], kind: str, subject: str) -> Run | None:
+    return runs.get(f"{kind}:{subject}")
+
+
+def _web_audio(runs: dict[str, Run]) -> list[str]:
+    """Per audio source: recordings, hours, speech, speakers, utterances kept, chunk lengths."""
+    subjects = sorted(r.stage.subject for r in runs.values() if r.stage.kind == "chunk")
+    if not subjects:
+        return []
+    rows = []
+    for name in subjects:
+        ingest, vad, diarize, filt, chunk = (_of(runs, k, name) for k in ("ingest", "vad", "diarize", "filter", "chunk"))
+        c = chunk.stats.counts
+        quarantined = len(ingest.stats.quarantined) if ingest else 0
+        rows.append([name, f"{ingest.stats.items_out:,} of {ingest.stats.counts.get('files', 0):,}" if ingest else "-",
+                     str(quarantined), f"{ingest.stats.counts.get('seconds', 0) / 3600:.2f}" if ingest else "-",
+                     f"{vad.stats.counts.get('speech_seconds', 0) / 3600:.2f}" if vad else "-",
+                     f"{diarize.stats.counts.get('speakers', 0):,}" if diarize else "-",
+                     f"{filt.stats.items_out:,} of {filt.stats.items_in:,}" if filt else "-",
+                     _drops(filt.stats.dropped) if filt else "-",
+                     _granularity(chunk), f"{c.get('chunks', 0):,}",
+                     *(f"{c.get(f'chunk_seconds_{k}', 0):.1f}" for k in ("mean", "p50", "p95"))])
+    return ["", "## Web audio", ""] + _md_table(
+        ["source", "recordings", "quarantined", "hours", "speech hours", "speakers (sum)", "utterances kept",
+         "utterance drops", "granularity", "chunks", "mean s", "p50 s", "p95 s"], rows)
+
+
+def _granularity(run: Run) -> str:
+    import json
+    path = run.path / "chunk.json"
+    return json.loads(path.read_text()).get("granularity", "?") if path.exists() else "?"
+
+
+def _interleaving(runs: dict[str, Run]) -> list[str]:
+    """Per speech stream: draws, modality switches per document, the audio/text token split."""
+    inter = sorted((r for r in runs.values() if r.stage.kind == "interleave"), key=lambda r: r.stage.subject)
+    if not inter:
+        return []
+    rows = []
+    for run in inter:
+        c = run.stats.counts
+        audio, text = c.get("audio_tokens", 0), c.get("text_tokens", 0)
+        rows.append([run.stage.subject, str(c.get("draws", 1)), f"{c.get('documents', 0):,}",
+                     f"{c.get('chunks_per_document', 0):.1f}", f"{c.get('switches_per_document', 0):.2f}",
+                     f"{audio:,}", f"{text:,}", f"{audio / max(audio + text, 1):.1%}"])
+    return ["", "## Interleaving", ""] + _md_table(
+        ["stream", "draws", "documents", "chunks / document", "switches / document", "audio tokens", "text tokens",
+         "audio share"], rows)
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixc.backends import MissingWeights
 from mixc.cache import Cache
 from mixc.ir import Spec
 from mixc.plan import Stage
 from mixc.stages import REGISTRY
-from mixc.stages.base import Context, Progress, Stats, no_progress
+from mixc.stages.base import Context, Progress, StageError, Stats, no_progress
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,20 @@ class Run:
     path: Path
     stats: Stats
     fingerprint: str  # digest of the outside inputs it read ("" when none)
+    details: dict  # those inputs: content ids, model revisions, draws (see each stage's `fingerprint`)
+
+
+class StageFailed(Exception):
+    """A stage raised StageError, or a backend's weights are missing: the spec can fix it."""
+
+    def __init__(self, stage: Stage, message: str, hint: str | None, field: tuple[str, ...]):
+        super().__init__(f"{stage.id}: {message}")
+        self.stage, self.message, self.hint, self.field = stage, message, hint, field
+
+
+# where a stage's missing weights were chosen in the spec, below its subject's block
+WEIGHTS_FIELD = {"diarize": ("diarize", "model"), "asr": ("asr", "model"), "vad": ("vad",),
+                 "load_audio_tokenizer": ("path",)}
 
 
 class MissingStages(Exception):
@@ -64,17 +79,22 @@ class Executor:
     def _one(self, stage: Stage, runs: dict[str, Run]) -> Run:
         impl = REGISTRY[stage.kind]()
         inputs = {i: runs[i].path for i in stage.inputs}
-        ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress)
+        ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items)
         fingerprint = impl.fingerprint(ctx)
         digest = _digest(fingerprint) if fingerprint else ""
         key = run_key(stage, fingerprint, [runs[i].key for i in stage.inputs])
         final = self.cache.path(stage.kind, key)
         if self.cache.has(stage.kind, key):
-            return Run(stage, key, True, final, Stats.read(final), digest)
+            return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)
         with self.cache.lock(stage.kind, key):
             if self.cache.has(stage.kind, key):  # another compile built it while we waited
-                return Run(stage, key, True, final, Stats.read(final), digest)
+                return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)
             ctx.out = self.cache.scratch(stage.kind, key)
-            stats = impl(ctx)
+            try:
+                stats = impl(ctx)
+            except StageError as exc:
+                raise StageFailed(stage, str(exc), exc.hint, exc.field) from None
+            except MissingWeights as exc:
+                raise StageFailed(stage, str(exc), None, WEIGHTS_FIELD.get(stage.kind, ())) from None
             self.cache.commit(stage.kind, key, ctx.out)
-        return Run(stage, key, False, final, stats, digest)
+        return Run(stage, key, False, final, stats, digest, fingerprint)

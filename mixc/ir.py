@@ -161,6 +161,7 @@ class AudioSource(Node):
     files: Globs = ()
     manifest: LocalPath | None = Field(None, description="jsonl/csv/parquet with a `path` column")
     transcripts: Literal["asr", "sidecar"] = Field("asr", description="sidecar: .txt/.json beside the audio")
+    max_file_duration: Seconds = Field(14400.0, description="longer files are quarantined, never decoded")
     vad: Vad = Vad()
     diarize: Diarize = Diarize()
     asr: Asr = Asr()
@@ -275,6 +276,7 @@ class FsqTokenizer(Node):
     preset: Literal["tiny", "base"] = "tiny"
     steps: Count = 600
     train_on: tuple[Annotated[str, Ref(("audio",))], ...] = Field((), description="default: every audio source")
+    sample: Seconds = Field(36000.0, description="at most this much speech to train on")
 
 
 class CheckpointAudioTokenizer(Node):
@@ -290,6 +292,8 @@ class KmeansTokenizer(Node):
     kind: Literal["kmeans"] = "kmeans"
     frame_rate: Hertz = 12.5
     codebook: int = 1000
+    train_on: tuple[Annotated[str, Ref(("audio",))], ...] = Field((), description="default: every audio source")
+    sample: Seconds = Field(36000.0, description="at most this much speech to fit on")
 
 
 AudioTokenizer = Annotated[Union[FsqTokenizer, CheckpointAudioTokenizer, KmeansTokenizer], Variant("kind")]

@@ -18,6 +18,7 @@ import polars as pl
 from mixc import budget
 from mixc.ir import AudioSource, BpeTokenizer, FsqTokenizer, KmeansTokenizer, KristGenerator, Spec, Stochastic, TextSource
 from mixc.sizes import SourceSize
+from mixc.vocab import has_speech
 
 IrPath = tuple[str, ...]
 
@@ -51,6 +52,7 @@ class Stage:
     reads: tuple[IrPath, ...]
     inputs: tuple[str, ...]
     key: str
+    params_key: str  # kind, version and the IR values it reads, without its inputs: keys per-item memos
 
     @property
     def doc(self) -> str:
@@ -73,14 +75,12 @@ class _Builder:
         sid = f"{kind}:{subject}"
         if sid in self.stages:
             return sid
-        payload = {
-            "kind": kind,
-            "version": STAGE_VERSIONS[kind],
-            "params": {"/".join(p): _get(self.spec, p) for p in reads},
-            "inputs": sorted(self.stages[i].key for i in inputs),
-        }
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-        self.stages[sid] = Stage(sid, kind, subject, tuple(reads), tuple(inputs), key)
+        params = {"kind": kind, "version": STAGE_VERSIONS[kind],
+                  "params": {"/".join(p): _get(self.spec, p) for p in reads}}
+        payload = {**params, "inputs": sorted(self.stages[i].key for i in inputs)}
+        key, params_key = (hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:16]
+                           for p in (payload, params))
+        self.stages[sid] = Stage(sid, kind, subject, tuple(reads), tuple(inputs), key, params_key)
         return sid
 
     def seed_if(self, used: bool) -> list[IrPath]:
@@ -117,7 +117,8 @@ class _Builder:
     def web_audio_front(self, name: str) -> str:
         """ingest -> vad -> diarize -> asr -> filter: everything upstream of chunking."""
         base = ("sources", name)
-        sid = self.add("ingest", name, [base + ("files",), base + ("manifest",), base + ("transcripts",)], [])
+        sid = self.add("ingest", name, [base + ("files",), base + ("manifest",), base + ("transcripts",),
+                                        base + ("max_file_duration",)], [])
         for kind, field in (("vad", "vad"), ("diarize", "diarize"), ("asr", "asr"), ("filter", "filters")):
             sid = self.add(kind, name, [base + (field,)], [sid])
         return sid
@@ -132,7 +133,8 @@ class _Builder:
     def tail(self, name: str, sid: str) -> str:
         packed = self.add("pack", name, [("pack",)], [sid])
         # the joint vocabulary (text + audio codes + markers) fixes the token dtype of every stream
-        return self.add("shards", name, [("shards",), ("tokenizers",), ("interleave", "markers")], [packed])
+        vocab = [self.audio_tokenizer()] if has_speech(self.spec) else []
+        return self.add("shards", name, [("shards",), ("tokenizers",), ("interleave", "markers")], [packed] + vocab)
 
     def leaf(self, name: str) -> str | None:
         spec = self.spec

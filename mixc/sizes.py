@@ -28,7 +28,7 @@ SPEECH_CHARS_PER_SECOND = 15.0
 HTML_TEXT_RATIO = 1 / 3
 QUEST_TEXT_RATIO = 0.10
 SAMPLE_BYTES = 1 << 20
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".webm"}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
+from mixc.cache import Items
 from mixc.ir import Spec
 from mixc.plan import Stage
 
@@ -39,9 +40,10 @@ class Stats:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
-    def quarantine(self, item: str, reason: str) -> None:
+    def quarantine(self, item: str, reason: str, kind: str = "unreadable") -> None:
+        """Sets an input aside with the reason it cannot be used, counted as a drop of `kind`."""
         self.quarantined.append({"item": item, "reason": reason})
-        self.drop("unreadable")
+        self.drop(kind)
 
     def write(self, folder: Path) -> None:
         (folder / "stats.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -50,6 +52,18 @@ class Stats:
     def read(cls, folder: Path) -> "Stats":
         path = folder / "stats.json"
         return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+
+class StageError(Exception):
+    """A stage cannot do its work for a reason the spec's author can fix. `field` is the IR path
+    (below the stage's subject, e.g. ("asr", "model")) the compiler points its error at."""
+
+    def __init__(self, message: str, hint: str | None = None, field: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.hint, self.field = hint, field
+
+    def __reduce__(self):  # keeps hint and field when raised in a worker process
+        return type(self), (str(self), self.hint, self.field)
 
 
 @dataclass
@@ -61,6 +75,7 @@ class Context:
     root: Path  # the workspace root: spec paths are relative to it
     workers: int = 1
     progress: Progress = no_progress
+    items: Items | None = None  # per-recording memo of item-wise stages (the cache's items/)
 
     def input_of(self, kind: str) -> Path:
         """The artifact of the one input stage of this kind."""

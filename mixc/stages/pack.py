@@ -4,7 +4,8 @@ Documents are concatenated with EOS after each and cut every `seq_len` tokens; a
 sequences. Nothing is padded except the final remainder, which `pack.remainder` drops or pads (PAD
 is never a target). Each sequence keeps its loss mask, its segment starts (`boundaries`: always 0,
 for the first, possibly continued, document, then every document that starts inside it) and the
-ids of every document it holds (`lineage`).
+ids of every document it holds (`lineage`); for a stream with lineage units (speech: chunks), the
+ids of every unit it holds instead.
 
 Artifact: `seqs.u32` (n x seq_len), `mask.u8` (n x seq_len), `boundaries.npy` + `boundaries_idx.npy`,
 `lineage.npy` + `lineage_idx.npy` (flat values + n+1 starts), `vocab.json`.
@@ -32,6 +33,14 @@ class _Carry:
     mask: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # may be < 0: a continued doc
     docs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    unit_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # lineage units, likewise
+    unit_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _running(starts: np.ndarray, ids: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray]:
+    """The segments (starts, ids) from the one running at `used` on, shifted to start there."""
+    keep = max(int(np.searchsorted(starts, used, side="right")) - 1, 0)
+    return starts[keep:] - used, ids[keep:]
 
 
 class PackWriter:
@@ -44,12 +53,14 @@ class PackWriter:
         self.lineage: list[tuple[np.ndarray, np.ndarray]] = []
         self.count = 0
 
-    def write(self, tokens: np.ndarray, mask: np.ndarray, starts: np.ndarray, docs: np.ndarray) -> int:
+    def write(self, tokens: np.ndarray, mask: np.ndarray, starts: np.ndarray, docs: np.ndarray,
+              units: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Writes every full sequence of `tokens`; returns how many tokens it consumed.
 
         Sequence i covers [lo, hi) = [i * seq_len, (i + 1) * seq_len). Its boundaries are 0 and then
-        every start with lo < start < hi, less lo; its lineage every document with start < hi and end
-        > lo (a document ends where the next starts). `starts` is sorted, so both are index ranges.
+        every start with lo < start < hi, less lo; its lineage every document (or unit, when `units`
+        gives their starts and ids) with start < hi and end > lo (a segment ends where the next
+        starts). Starts are sorted, so both are index ranges.
         """
         n = len(tokens) // self.seq_len
         if n == 0:
@@ -64,6 +75,11 @@ class PackWriter:
         alive = np.searchsorted(ends, lo, side="right")  # ends[alive:] > lo
         values, counts = _ranges(inner, below_hi, starts, lo, lead_zero=True)
         self.bounds.append((values.astype(np.int32), counts))
+        if units is not None:
+            starts, docs = units
+            ends = np.append(starts[1:], np.iinfo(np.int64).max)
+            below_hi = np.searchsorted(starts, hi, side="left")
+            alive = np.searchsorted(ends, lo, side="right")
         self.lineage.append(_ranges(alive, below_hi, docs))
         self.count += n
         return n * self.seq_len
@@ -130,6 +146,16 @@ def _with_eos(stream: TokenStream, a: int, b: int, eos: int) -> tuple[np.ndarray
     return tokens, mask, starts
 
 
+def _units(stream: TokenStream, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lineage units of documents a..b-1 at their positions once EOS follows each document."""
+    lo, hi = np.searchsorted(stream.units, [stream.offsets[a], stream.offsets[b]], side="left")
+    if b == len(stream.offsets) - 1:
+        hi = len(stream.units)
+    at = stream.units[lo:hi]
+    doc = np.searchsorted(stream.offsets, at, side="right") - 1  # the document each unit is in
+    return at - stream.offsets[a] + (doc - a), stream.unit_ids[lo:hi]
+
+
 class Pack(StageRun):
     kind = "pack"
 
@@ -149,10 +175,14 @@ class Pack(StageRun):
             mask = np.concatenate([carry.mask, mask])
             starts = np.concatenate([carry.starts, starts + shift])
             docs = np.concatenate([carry.docs, stream.doc_ids[a:b]])
-            used = writer.write(tokens, mask, starts, docs)
-            keep = np.searchsorted(starts, used, side="right") - 1  # the document running at `used`
-            keep = max(int(keep), 0)
-            carry = _Carry(tokens[used:], mask[used:], starts[keep:] - used, docs[keep:])
+            units = None
+            if stream.units is not None:
+                unit_starts, unit_ids = _units(stream, a, b)
+                units = (np.concatenate([carry.unit_starts, unit_starts + shift]),
+                         np.concatenate([carry.unit_ids, unit_ids]))
+            used = writer.write(tokens, mask, starts, docs, units)
+            carry = _Carry(tokens[used:], mask[used:], *_running(starts, docs, used),
+                           *(_running(*units, used) if units else ()))
         self._remainder(ctx, stats, writer, carry, pad)
         writer.close()
         stats.items_in = len(stream.doc_ids)
@@ -170,6 +200,7 @@ class Pack(StageRun):
             stats.counts["dropped_tokens"] = left
             return
         fill = writer.seq_len - left
+        units = (carry.unit_starts, carry.unit_ids) if len(carry.unit_ids) else None
         writer.write(np.concatenate([carry.tokens, np.full(fill, pad, np.uint32)]),
-                     np.concatenate([carry.mask, np.zeros(fill, np.uint8)]), carry.starts, carry.docs)
+                     np.concatenate([carry.mask, np.zeros(fill, np.uint8)]), carry.starts, carry.docs, units)
         stats.counts["pad_tokens"] = fill

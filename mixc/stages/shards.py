@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from mixc.stages.audio_tokens import read_audio_vocab
 from mixc.stages.base import Context, StageRun, Stats
 from mixc.vocab import TextVocab, layout
 
@@ -43,7 +44,8 @@ class WriteShards(StageRun):
         packed = ctx.inputs[ctx.stage.inputs[0]]
         seq_len = json.loads((packed / "pack.json").read_text())["seq_len"]
         text = TextVocab(**json.loads((packed / "vocab.json").read_text()))
-        dtype = layout(ctx.spec, text).dtype
+        audio = ctx.inputs_of("train_audio_tokenizer", "load_audio_tokenizer")
+        dtype = layout(ctx.spec, text, read_audio_vocab(audio[0])["codebook_size"] if audio else None).dtype
         rows = _count(packed / "seqs.u32", np.uint32, seq_len)
         bounds, bidx = np.load(packed / "boundaries.npy"), np.load(packed / "boundaries_idx.npy")
         lineage, lidx = np.load(packed / "lineage.npy"), np.load(packed / "lineage_idx.npy")

@@ -57,6 +57,8 @@ class TokenStream:
     doc_ids: np.ndarray
     mask: np.ndarray | None
     vocab: dict
+    units: np.ndarray | None = None  # lineage units' starts, when finer than documents
+    unit_ids: np.ndarray | None = None
 
     @classmethod
     def open(cls, folder: Path) -> "TokenStream":
@@ -64,8 +66,10 @@ class TokenStream:
             path = folder / name
             return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
         mask = mapped(MASK, np.uint8) if (folder / MASK).exists() else None
+        units = (np.load(folder / "units.npy"), np.load(folder / "unit_ids.npy")) if (folder / "units.npy").exists() \
+            else (None, None)
         return cls(mapped(TOKENS, np.uint32), np.load(folder / OFFSETS), np.load(folder / DOC_IDS), mask,
-                   json.loads((folder / "vocab.json").read_text()))
+                   json.loads((folder / "vocab.json").read_text()), *units)
 
 
 _codec = None

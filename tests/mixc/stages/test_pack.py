@@ -83,3 +83,32 @@ def test_packing_preserves_every_token_in_order(tmp_path_factory, docs, seq_len)
         assert b == [0] + [int(s - lo) for s in starts if lo < s < hi]
         ends = starts + np.array([len(d) + 1 for d in docs])
         assert lin == [100 + j for j in range(len(docs)) if starts[j] < hi and ends[j] > lo]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.lists(st.integers(2, 49), min_size=1, max_size=6), min_size=1, max_size=5),
+                min_size=1, max_size=8), st.integers(1, 13))
+def test_lineage_units_are_every_chunk_a_sequence_holds(tmp_path_factory, docs, seq_len):
+    """Speech documents are runs of chunks: lineage lists the chunks (units), not the documents."""
+    root = tmp_path_factory.mktemp("units")
+    flat_docs = [[t for chunk in doc for t in chunk] for doc in docs]
+    spec = spec_of(root, SPEC.format(seq_len=seq_len, remainder="drop"))
+    token_stream(root / "tok", flat_docs)
+    unit_starts, unit_ids, spans, at, pos, uid = [], [], [], 0, 0, 1000
+    for doc in docs:
+        for chunk in doc:
+            unit_starts.append(at)
+            unit_ids.append(uid)
+            spans.append((pos, pos + len(chunk), uid))  # its place once EOS follows each document
+            at, pos, uid = at + len(chunk), pos + len(chunk), uid + 1
+        pos += 1
+    np.save(root / "tok" / "units.npy", np.asarray(unit_starts, np.int64))
+    np.save(root / "tok" / "unit_ids.npy", np.asarray(unit_ids, np.int64))
+    out, _ = run_stage(root, spec, "pack:s", {"tokenize:s": root / "tok"})
+    flat, idx = np.load(out / "lineage.npy"), np.load(out / "lineage_idx.npy")
+    for i in range(len(idx) - 1):
+        lo, hi = i * seq_len, (i + 1) * seq_len
+        # a chunk reaches until the next chunk starts (the EOS after a document belongs to its last chunk)
+        ends = [s for s, _, _ in spans[1:]] + [10 ** 9]
+        want = [u for (s, _, u), e in zip(spans, ends) if s < hi and e > lo]
+        assert flat[idx[i]:idx[i + 1]].tolist() == want

@@ -1,0 +1,154 @@
+"""Chunk: filtered utterances -> (audio, text) chunks, at the spec's granularity.
+
+- `fine`:   each utterance (one diarized turn) on its own, cut further at sentence ends (a word
+            ending in . ! or ?) when `split = sentence`; a piece shorter than `min` joins its
+            neighbour, a piece longer than `max` is cut at its widest pause between words.
+- `coarse`: consecutive utterances of the same speaker merged while the pause between them is at
+            most `max_gap` and the chunk stays within `max`; an utterance longer than `max` alone
+            is cut like a long fine piece.
+
+Cuts inside an utterance fall midway between the two words around them; a chunk that starts or
+ends an utterance keeps the utterance's (diarized) edge. Its own stage, so a granularity change
+reuses VAD, diarization and ASR.
+
+Artifact `chunks.parquet`, ordered by recording then time: chunk (a global index), doc (the
+recording's index: chunks of one recording form one training document), rec, path, audio (the
+16 kHz audio item), index (in its document), speaker, start, end, text, words, confidence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from mixc.ir import CoarseChunks, FineChunks
+from mixc.stages.base import Context, StageRun, Stats
+from mixc.stages.transcripts import SCHEMA as UTTERANCE_SCHEMA
+from mixc.stages.transcripts import UTTERANCES
+
+CHUNKS = "chunks.parquet"
+SENTENCE_END = (".", "!", "?", "…")
+SCHEMA = {"chunk": pl.Int64, "doc": pl.Int64, "rec": pl.String, "path": pl.String, "audio": pl.String,
+          "index": pl.Int64, "speaker": pl.String, "start": pl.Float64, "end": pl.Float64, "text": pl.String,
+          "words": UTTERANCE_SCHEMA["words"], "confidence": pl.Float64}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of words of one speaker, with the time span its audio slice covers."""
+    start: float
+    end: float
+    speaker: str
+    words: tuple[dict, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def text(self) -> str:
+        return " ".join(w["text"].strip() for w in self.words).strip()
+
+
+def _cut(piece: Piece, at: int) -> tuple[Piece, Piece]:
+    """Splits before word `at`, midway between word at-1 and word at."""
+    left, right = piece.words[:at], piece.words[at:]
+    mid = round((left[-1]["end"] + right[0]["start"]) / 2, 3)
+    return Piece(piece.start, mid, piece.speaker, left), Piece(mid, piece.end, piece.speaker, right)
+
+
+def sentences(piece: Piece) -> list[Piece]:
+    """Cuts after every word that ends a sentence (but never after the last word)."""
+    out, rest = [], piece
+    while True:
+        ends = [i + 1 for i, w in enumerate(rest.words[:-1]) if w["text"].strip().endswith(SENTENCE_END)]
+        if not ends:
+            return out + [rest]
+        head, rest = _cut(rest, ends[0])
+        out.append(head)
+
+
+def limit(piece: Piece, max_seconds: float) -> list[Piece]:
+    """Cuts a piece longer than `max_seconds` at its widest pause that leaves a head within it,
+    (else at the last word that fits), until every piece fits (a single word always stays whole)."""
+    if piece.duration <= max_seconds or len(piece.words) < 2:
+        return [piece]
+    fits = [i for i in range(1, len(piece.words))
+            if (piece.words[i - 1]["end"] + piece.words[i]["start"]) / 2 - piece.start <= max_seconds]
+    candidates = fits or [1]
+    at = max(candidates, key=lambda i: (piece.words[i]["start"] - piece.words[i - 1]["end"], i))
+    head, tail = _cut(piece, at)
+    return [head] + limit(tail, max_seconds)
+
+
+def merge_short(pieces: list[Piece], min_seconds: float) -> list[Piece]:
+    """Joins each piece shorter than `min_seconds` to the following one (the last to the previous)."""
+    out: list[Piece] = []
+    for piece in pieces:
+        if out and out[-1].duration < min_seconds:
+            prev = out.pop()
+            piece = Piece(prev.start, piece.end, piece.speaker, prev.words + piece.words)
+        out.append(piece)
+    if len(out) > 1 and out[-1].duration < min_seconds:
+        last, prev = out.pop(), out.pop()
+        out.append(Piece(prev.start, last.end, last.speaker, prev.words + last.words))
+    return out
+
+
+def fine(utterances: list[Piece], cfg: FineChunks) -> list[Piece]:
+    out = []
+    for utt in utterances:
+        pieces = sentences(utt) if cfg.split == "sentence" else [utt]
+        pieces = [p for piece in merge_short(pieces, cfg.min) for p in limit(piece, cfg.max)]
+        out += pieces
+    return out
+
+
+def coarse(utterances: list[Piece], cfg: CoarseChunks) -> list[Piece]:
+    out: list[Piece] = []
+    for utt in utterances:
+        prev = out[-1] if out else None
+        if prev and prev.speaker == utt.speaker and utt.start - prev.end <= cfg.max_gap \
+                and utt.end - prev.start <= cfg.max:
+            out[-1] = Piece(prev.start, utt.end, utt.speaker, prev.words + utt.words)
+        else:
+            out += limit(utt, cfg.max)
+    return out
+
+
+def chunk_stats(durations: list[float]) -> dict[str, float]:
+    if not durations:
+        return {"chunks": 0}
+    d = np.asarray(durations)
+    return {"chunks": len(d), "chunk_seconds_mean": round(float(d.mean()), 3),
+            "chunk_seconds_p50": round(float(np.percentile(d, 50)), 3),
+            "chunk_seconds_p95": round(float(np.percentile(d, 95)), 3)}
+
+
+class Chunk(StageRun):
+    kind = "chunk"
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        cfg = ctx.spec.sources[ctx.stage.subject].chunk
+        utts = pl.read_parquet(ctx.input_of("filter") / UTTERANCES).sort("rec", "start")
+        rows: list[dict] = []
+        for doc, ((rec,), group) in enumerate(utts.group_by("rec", maintain_order=True)):
+            records = group.to_dicts()
+            pieces = [Piece(u["start"], u["end"], u["speaker"], tuple(u["words"])) for u in records]
+            chunks = fine(pieces, cfg) if isinstance(cfg, FineChunks) else coarse(pieces, cfg)
+            first = records[0]
+            for index, piece in enumerate(chunks):
+                probs = [w["prob"] for w in piece.words]
+                rows.append({"chunk": len(rows), "doc": doc, "rec": rec, "path": first["path"],
+                             "audio": first["audio"], "index": index, "speaker": piece.speaker,
+                             "start": piece.start, "end": piece.end, "text": piece.text, "words": list(piece.words),
+                             "confidence": round(float(np.mean(probs)), 4) if probs else 0.0})
+        stats.items_in = len(utts)
+        stats.items_out = len(rows)
+        stats.counts.update(chunk_stats([r["end"] - r["start"] for r in rows]))
+        stats.counts["documents"] = len({r["doc"] for r in rows})
+        pl.DataFrame(rows, schema=SCHEMA).write_parquet(ctx.out / CHUNKS)
+        (ctx.out / "chunk.json").write_text(json.dumps({"granularity": cfg.granularity, **stats.counts}) + "\n")

@@ -1,0 +1,160 @@
+"""Ingest: audio files -> 16 kHz mono recordings, each stored once by its content id.
+
+Inputs are the source's `files` globs (files with an audio suffix) and/or its `manifest` (jsonl,
+csv or parquet with a `path` column, relative to the manifest's folder; other columns are kept as
+the recording's metadata). A `<stem>.txt` beside an audio file is kept as its reference transcript.
+
+Each file is hashed (its content id is the recording id), checked on its header (too long files
+are never decoded), decoded (libsndfile; FFmpeg through PyAV for m4a and the rest), checked
+(truncated, zero-length, non-finite, silent), mixed to mono and resampled with soxr. The audio is
+stored as a 16-bit FLAC item keyed by the content id alone, so renaming, moving or re-globbing
+files re-decodes nothing; the stage's key holds the content ids, never the paths.
+
+Files that cannot be used are quarantined with their reason (stats, report.md) and never stop the
+compile. A file whose bytes appear twice is ingested once (`duplicate` drop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mixc.audio import SAMPLE_RATE, AudioError, content_id, decode, probe
+from mixc.cache import Items
+from mixc.ir import AudioSource
+from mixc.sizes import AUDIO_SUFFIXES, expand
+from mixc.stages.base import Context, Stats
+from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
+from mixc.stages.text import file_digest
+
+DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio
+META_SUFFIX = ".json"
+
+
+def manifest_rows(root: Path, source: AudioSource) -> list[tuple[Path, dict]]:
+    """(audio path, metadata) for every row of the source's manifest."""
+    if source.manifest is None:
+        return []
+    path = root / source.manifest
+    suffix = path.suffix.lower()
+    frame = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path) if suffix == ".csv" \
+        else pl.read_ndjson(path)
+    if "path" not in frame.columns:
+        raise ValueError(f"{source.manifest}: no `path` column (has {', '.join(frame.columns)})")
+    out = []
+    for record in frame.to_dicts():
+        audio = Path(str(record.pop("path")))
+        out.append((audio if audio.is_absolute() else path.parent / audio, record))
+    return out
+
+
+def audio_inputs(root: Path, source: AudioSource) -> tuple[list[tuple[Path, dict]], int]:
+    """Every input file with its metadata (globbed files first, then manifest rows, each path once),
+    and how many globbed files were skipped for not having an audio suffix."""
+    globbed = expand(root, source.files)
+    audio = [(p, {}) for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES]
+    seen = {p.resolve() for p, _ in audio}
+    for path, meta in manifest_rows(root, source):
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            audio.append((path, meta))
+    return audio, len(globbed) - len([p for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES])
+
+
+def _kind(reason: str) -> str:
+    """The drop category of a quarantine reason: its words before any colon ('truncated', 'silent')."""
+    return "quarantined: " + reason.split(":")[0].split(" (")[0]
+
+
+def _sidecar(path: Path) -> str | None:
+    text = path.with_suffix(".txt")
+    return text.read_text(encoding="utf-8", errors="replace").strip() if text.is_file() else None
+
+
+class Ingest(ItemStage):
+    kind = "ingest"
+    suffix = META_SUFFIX
+
+    def fingerprint(self, ctx: Context) -> dict:
+        source: AudioSource = ctx.spec.sources[ctx.stage.subject]
+        files, _ = audio_inputs(ctx.root, source)
+        ids = sorted(content_id(p) if p.is_file() else f"missing:{p.name}" for p, _ in files)
+        manifest = file_digest(ctx.root / source.manifest) if source.manifest else None
+        return {"recordings": ids, "manifest": manifest, "max_file_duration": source.max_file_duration}
+
+    def build(self, model: Any, items: Items, path: str, key: str, max_seconds: float) -> None:
+        """Decodes one file into the audio item `key` (FLAC) and its meta (or failure) item."""
+        import soundfile
+        try:
+            wav, head = decode(Path(path), max_seconds)
+        except AudioError as exc:
+            meta = {"error": str(exc)}
+        else:
+            items.put(AUDIO_KIND, key, AUDIO_SUFFIX,
+                      lambda tmp: soundfile.write(str(tmp), wav, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+            meta = {"duration": len(wav) / SAMPLE_RATE, "source_rate": head.rate, "channels": head.channels,
+                    "format": head.format}
+        items.put(self.kind, key, self.suffix, lambda tmp: tmp.write_text(json.dumps(meta) + "\n"))
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        source: AudioSource = ctx.spec.sources[ctx.stage.subject]
+        files, skipped = audio_inputs(ctx.root, source)
+        stats.counts["files"] = len(files)
+        stats.drop("not an audio file", skipped)
+        candidates = _candidates(ctx, stats, files, source.max_file_duration)
+        todo = [(str(c.path), c.key, source.max_file_duration) for c in candidates
+                if not ctx.items.has(self.kind, c.key, self.suffix)]
+        stats.counts["recordings_cached"] = len(candidates) - len(todo)
+        self.build_all(ctx, todo)
+        rows = []
+        for c in candidates:
+            stored = json.loads(ctx.items.path(self.kind, c.key, self.suffix).read_text())
+            if "error" in stored:
+                stats.quarantine(c.rel, stored["error"], _kind(stored["error"]))
+                continue
+            rows.append({"rec": c.rec, "path": c.rel, "duration": stored["duration"], "audio": c.key, "item": c.key,
+                         "source_rate": stored["source_rate"], "channels": stored["channels"],
+                         "format": stored["format"], "transcript": _sidecar(c.path),
+                         "meta": json.dumps(c.meta, sort_keys=True, default=str) if c.meta else None})
+        stats.items_in = len(files)
+        stats.items_out = len(rows)
+        stats.counts["seconds"] = round(sum(r["duration"] for r in rows), 3)
+        write_recordings(ctx.out, rows, self.kind, self.suffix)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    rel: str
+    rec: str
+    key: str
+    meta: dict
+
+
+def _candidates(ctx: Context, stats: Stats, files: list[tuple[Path, dict]], max_seconds: float) -> list[_Candidate]:
+    """Each distinct file whose header is readable and not too long; the rest quarantined."""
+    out, seen = [], set()
+    for path, meta in files:
+        rel = os.path.relpath(path, ctx.root)
+        try:
+            if not path.is_file():
+                raise AudioError("missing file (named by the manifest)")
+            head = probe(path)
+            if head.seconds is not None and head.seconds > max_seconds:
+                raise AudioError(f"too long: {head.seconds / 3600:.2f} h "
+                                 f"(max_file_duration is {max_seconds / 3600:.2f} h)")
+        except AudioError as exc:
+            stats.quarantine(rel, str(exc), _kind(str(exc)))
+            continue
+        rec = content_id(path)
+        if rec in seen:
+            stats.drop("duplicate")
+            continue
+        seen.add(rec)
+        out.append(_Candidate(path, rel, rec, item_key(DECODE_VERSION, rec), meta))
+    return out

@@ -1,0 +1,170 @@
+"""Interleave: each document's chunks -> one token sequence, every chunk as audio codes OR text.
+
+A document is one recording's chunks in order, X = [(A1, T1), ..., (An, Tn)]. Chunk i is emitted as
+its audio codes (ids `audio_offset + code`) or as its transcript's text tokens, never both:
+
+- `deterministic`:    A1 T2 A3 T4 ... (strict alternation starting with audio: n-1 switches);
+- `stochastic(p)`:    each chunk audio with probability p; the first always audio (`first = audio`).
+
+Marker tokens wrap every modality span the `markers` setting names (`<audio> ... </audio>`, `<text>
+... </text>`). Loss mask: `all` trains on every token; `text_only` masks audio codes and the audio
+markers (they stay in the context). A text chunk that follows another chunk is tokenised with a
+leading space, so text spans read as running text.
+
+Draws: a stochastic draw is seeded by (spec seed, recording id, draw index). A source the budget
+passes over k times would see one draw k times; so for stochastic sampling this stage materialises
+`draws` = the passes the budget needs (estimated from code counts and transcript lengths), each
+with its own seed, and a pass over the stream meets a new draw. Deterministic sampling has one draw.
+The draw count enters the stage's run key (not its plan key): a ratio change re-draws a stochastic
+stream only when it needs more passes than it has draws.
+
+Artifact: a token stream (see `mixc.stages.tokens`: tokens, loss mask, document ids = recording
+index) whose lineage units are chunks (`units.npy`: unit starts; `unit_ids.npy`: chunk ids), plus
+`interleave.json`: draws, modality switches per document, audio/text token split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from mixc import budget
+from mixc.ir import Deterministic, Interleave as InterleaveSpec, Spec, Stochastic
+from mixc.stages.base import Context, StageRun, Stats
+from mixc.stages.tokenizer import load_codec, read_vocab
+from mixc.stages.tokens import TokenWriter
+from mixc.vocab import Layout, layout
+
+CHARS_PER_TEXT_TOKEN = 4.0  # only for estimating how many draws the budget needs
+CHUNK_META = "chunks.parquet"
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Ids of the marker tokens around each modality (None: no markers for it) and the code offset."""
+    audio_offset: int
+    audio: tuple[int, int] | None
+    text: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, lay: Layout) -> "Spans":
+        m = lay.markers
+        audio = (m["<audio>"], m["</audio>"]) if "<audio>" in m else None
+        text = (m["<text>"], m["</text>"]) if "<text>" in m else None
+        return cls(lay.audio_offset, audio, text)
+
+
+def modalities(n: int, sampling, rng: np.random.Generator | None) -> np.ndarray:
+    """Which of n chunks are audio (True) under the sampling rule."""
+    if isinstance(sampling, Deterministic):
+        return np.arange(n) % 2 == 0
+    audio = rng.random(n) < sampling.p
+    if n and sampling.first == "audio":
+        audio[0] = True
+    return audio
+
+
+def draw_rng(seed: int, rec: str, draw: int) -> np.random.Generator:
+    return np.random.default_rng([seed, int(rec, 16), draw])
+
+
+def document(codes: list[np.ndarray], texts: list[np.ndarray], audio: np.ndarray, spans: Spans,
+             loss: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One document's tokens, loss mask and each chunk's start (its lineage unit)."""
+    parts, masks, starts, at = [], [], [], 0
+    for is_audio, chunk_codes, text in zip(audio, codes, texts):
+        if is_audio:
+            body, marks, weight = chunk_codes.astype(np.int64) + spans.audio_offset, spans.audio, 0 if loss == "text_only" else 1
+        else:
+            body, marks, weight = text.astype(np.int64), spans.text, 1
+        piece = np.concatenate([[marks[0]], body, [marks[1]]]) if marks else body
+        starts.append(at)
+        parts.append(piece)
+        masks.append(np.full(len(piece), weight, np.uint8))
+        at += len(piece)
+    if not parts:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(parts).astype(np.uint32), np.concatenate(masks), np.asarray(starts, np.int64)
+
+
+def switches(audio: np.ndarray) -> int:
+    return int(np.count_nonzero(audio[1:] != audio[:-1])) if len(audio) > 1 else 0
+
+
+def needed_draws(spec: Spec, name: str, code_counts: np.ndarray, text_chars: np.ndarray) -> int:
+    """How many distinct draws the budget's passes over this stream need (1 for deterministic)."""
+    sampling = spec.interleave.sampling
+    total = budget.total_tokens(spec)
+    if not isinstance(sampling, Stochastic) or total is None or not len(code_counts):
+        return 1
+    per_draw = float(np.sum(sampling.p * code_counts + (1 - sampling.p) * text_chars / CHARS_PER_TEXT_TOKEN))
+    needed = budget.leaf_shares(spec.mixture).get(name, 0.0) * total
+    return max(1, math.ceil(needed / max(per_draw, 1.0)))
+
+
+def read_codes(folder) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, int]:
+    """The encode artifact: chunk metadata, flat codes, per-chunk offsets, codebook size."""
+    meta = json.loads((folder / "codes.json").read_text())
+    codes = np.fromfile(folder / "codes.u32", dtype=np.uint32) if (folder / "codes.u32").stat().st_size \
+        else np.zeros(0, np.uint32)
+    return pl.read_parquet(folder / CHUNK_META), codes, np.load(folder / "offsets.npy"), meta["codebook_size"]
+
+
+class Interleave(StageRun):
+    kind = "interleave"
+
+    def fingerprint(self, ctx: Context) -> dict:
+        chunks, _, offsets, _ = read_codes(ctx.input_of("encode"))
+        chars = chunks["text"].str.len_chars().to_numpy().astype(np.float64)
+        return {"draws": needed_draws(ctx.spec, ctx.stage.subject, np.diff(offsets), chars)}
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        encoded = ctx.input_of("encode")
+        tokenizer = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
+        chunks, codes, offsets, codebook = read_codes(encoded)
+        cfg: InterleaveSpec = ctx.spec.interleave
+        spans = Spans.of(layout(ctx.spec, read_vocab(tokenizer), codebook))
+        draws = self.fingerprint(ctx)["draws"]
+        texts = self._texts(tokenizer, chunks)
+        shutil.copyfile(tokenizer / "vocab.json", ctx.out / "vocab.json")
+        writer = TokenWriter(ctx.out, with_mask=True)
+        units, unit_ids, counted = [], [], {"switches": 0, "chunks": 0, "audio_tokens": 0, "text_tokens": 0}
+        groups = list(chunks.with_row_index("row").group_by("doc", maintain_order=True))
+        for draw in range(draws):
+            for (doc,), group in ctx.progress(groups, f"interleave {ctx.stage.subject}", len(groups)):
+                rows = group["row"].to_list()
+                rng = draw_rng(ctx.spec.seed, group["rec"][0], draw)
+                audio = modalities(len(rows), cfg.sampling, rng)
+                doc_codes = [codes[offsets[r]:offsets[r + 1]] for r in rows]
+                tokens, mask, starts = document(doc_codes, [texts[r] for r in rows], audio, spans, cfg.loss)
+                units.append(starts + writer.offsets[-1])
+                unit_ids.append(group["chunk"].to_numpy())
+                writer.add(int(doc), tokens, mask)
+                self._count(counted, audio, doc_codes, [texts[r] for r in rows])
+        writer.close()
+        np.save(ctx.out / "units.npy", np.concatenate(units) if units else np.zeros(0, np.int64))
+        np.save(ctx.out / "unit_ids.npy", np.concatenate(unit_ids) if unit_ids else np.zeros(0, np.int64))
+        docs = len(groups) * draws
+        stats.items_in, stats.items_out = len(chunks), docs
+        stats.counts.update(counted, draws=draws, documents=docs, tokens=int(writer.offsets[-1]),
+                            switches_per_document=round(counted["switches"] / max(docs, 1), 3),
+                            chunks_per_document=round(counted["chunks"] / max(docs, 1), 3))
+        (ctx.out / "interleave.json").write_text(json.dumps(stats.counts, indent=2, sort_keys=True) + "\n")
+
+    @staticmethod
+    def _texts(tokenizer, chunks: pl.DataFrame) -> list[np.ndarray]:
+        codec = load_codec(tokenizer)
+        texts = [(" " + t if i else t) for t, i in zip(chunks["text"].to_list(), chunks["index"].to_list())]
+        return [np.asarray(ids, np.uint32) for ids in codec.encode_batch(texts)] if texts else []
+
+    @staticmethod
+    def _count(counted: dict, audio: np.ndarray, codes: list[np.ndarray], texts: list[np.ndarray]) -> None:
+        counted["switches"] += switches(audio)
+        counted["chunks"] += len(audio)
+        counted["audio_tokens"] += int(sum(len(c) for c, a in zip(codes, audio) if a))
+        counted["text_tokens"] += int(sum(len(t) for t, a in zip(texts, audio) if not a))
