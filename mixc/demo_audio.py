@@ -199,12 +199,17 @@ def _speaker_order(rng: np.random.Generator, n_speakers: int, n_turns: int) -> l
 
 # ---- voices -----------------------------------------------------------------------------------------
 
+class TtsMissing(RuntimeError):
+    """A TTS program the demo voices need is not installed."""
+
+
 def flite_speech(voice: str, text: str) -> np.ndarray:
     """flite's rendering of text as float32 16 kHz mono (one process per call; flite is 50-300x real time)."""
     import soundfile as sf
 
     if shutil.which("flite") is None:
-        raise RuntimeError("flite is not installed; the demo audio needs it: apt-get install flite")
+        raise TtsMissing("flite is not installed; the demo audio needs it: run scripts/setup.sh "
+                         "(or apt-get install flite)")
     done = subprocess.run(["flite", "-voice", voice, "-t", text, "-o", "/dev/stdout"],
                           capture_output=True, check=True)
     samples, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")

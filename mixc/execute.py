@@ -76,6 +76,27 @@ class Executor:
                 on_done(runs[sid])
         return runs
 
+    def preview(self, dag: dict[str, Stage]) -> dict[str, bool]:
+        """Which stages a compile would take from the cache (True) and which it would build, without
+        building anything. A stage whose inputs must be built is built too; so is one whose outside
+        inputs cannot be read yet."""
+        known: dict[str, Run] = {}
+        for stage in dag.values():
+            if stage.kind not in REGISTRY or any(i not in known for i in stage.inputs):
+                continue
+            impl = REGISTRY[stage.kind]()
+            ctx = Context(self.spec, stage, {i: known[i].path for i in stage.inputs}, Path(), self.root,
+                          self.workers, self.progress, self.cache.items)
+            try:
+                fingerprint = impl.fingerprint(ctx)
+            except (OSError, ValueError, StageError, MissingWeights):
+                continue
+            key = run_key(stage, fingerprint, [known[i].key for i in stage.inputs])
+            if self.cache.has(stage.kind, key):
+                path = self.cache.path(stage.kind, key)
+                known[stage.id] = Run(stage, key, True, path, Stats.read(path), "", fingerprint)
+        return {sid: sid in known for sid in dag}
+
     def _one(self, stage: Stage, runs: dict[str, Run]) -> Run:
         impl = REGISTRY[stage.kind]()
         inputs = {i: runs[i].path for i in stage.inputs}

@@ -28,7 +28,7 @@ def _feasible(value: Any, est: Any) -> str:
     return "yes" if value else "NO"
 
 
-def plan_text(path: str, plan: Plan) -> str:
+def plan_text(path: str, plan: Plan, cached: dict[str, bool] | None = None) -> str:
     spec = plan.spec
     out = [f"plan: {path}  (ir {spec.content_hash()})", ""]
     if plan.total_tokens is not None:
@@ -47,20 +47,26 @@ def plan_text(path: str, plan: Plan) -> str:
     verdict = plan.feasible()
     out += ["", "feasible: " + {True: "yes", False: "NO: a leaf needs more repeats than its cap allows",
                                 None: "unknown until every leaf has data"}[verdict]]
-    out += ["", f"stages ({len(plan.dag)}):"]
+    header = f"stages ({len(plan.dag)})"
+    if cached is not None:
+        hits = sum(cached.values())
+        header += f": {hits} in the cache, {len(plan.dag) - hits} to build"
+    out += ["", header + ":"]
     width = max((len(s) for s in plan.dag), default=0)
     for sid, stage in plan.dag.items():
         inputs = f"  <- {', '.join(stage.inputs)}" if stage.inputs else ""
-        out.append(f"  {stage.key[:12]}  {sid.ljust(width)}  {stage.doc}{inputs}")
+        state = "" if cached is None else ("cached  " if cached[sid] else "build   ")
+        out.append(f"  {stage.key[:12]}  {state}{sid.ljust(width)}  {stage.doc}{inputs}")
     return "\n".join(out)
 
 
-def plan_json(path: str, plan: Plan) -> dict:
+def plan_json(path: str, plan: Plan, cached: dict[str, bool] | None = None) -> dict:
     return {
         "spec": path, "ir_hash": plan.spec.content_hash(), "total_tokens": plan.total_tokens, "steps": plan.steps,
         "feasible": plan.feasible(), "leaves": plan.table.to_dicts(),
         "stages": [{"id": s.id, "kind": s.kind, "key": s.key, "inputs": list(s.inputs),
-                    "reads": [".".join(r) for r in s.reads]} for s in plan.dag.values()],
+                    "reads": [".".join(r) for r in s.reads],
+                    **({"cached": cached[s.id]} if cached is not None else {})} for s in plan.dag.values()],
     }
 
 

@@ -138,3 +138,21 @@ def test_plan_json_schema_rejects_unknown_fields(compiled):
     with pytest.raises(ValueError):
         Plan.model_validate(data)
     assert data["schema"] == "mixc.plan/1"
+
+
+def test_plan_previews_cache_hits_before_compiling(compiled):
+    from mixc.execute import Executor
+    from mixc.lower import load
+    from mixc.plan import stages
+
+    ws, _ = compiled
+
+    def preview(text: str, name: str) -> set[str]:
+        low = load(ws.spec(text, name))
+        status = Executor(low.ir, low.root, ws.cache).preview(stages(low.ir))
+        return {sid for sid, hit in status.items() if not hit}
+
+    assert preview(spec_text(), "same.mix") == set()
+    assert preview(spec_text(news=50, books=50), "ratio-preview.mix") == set()
+    assert preview(spec_text(vocab="350"), "vocab-preview.mix") == {
+        "train_bpe:text", "tokenize:news", "tokenize:books", "pack:news", "pack:books", "shards:news", "shards:books"}
