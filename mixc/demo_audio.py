@@ -162,6 +162,12 @@ def factbook_sentences() -> tuple[str, ...]:
     return tuple(sentences)
 
 
+def read_sentences(count: int, voices: tuple[str, ...] = ("awb", "rms", "slt", "kal16")) -> list[tuple[np.ndarray, str]]:
+    """The first `count` clean Factbook sentences, each read alone by the next flite voice in turn:
+    single-speaker (audio, transcript) clips for training and testing audio models."""
+    return [(flite_speech(voices[i % len(voices)], text), text) for i, text in enumerate(factbook_sentences()[:count])]
+
+
 def _turn_texts(rng: np.random.Generator, n_turns: int) -> list[str]:
     """n_turns texts of 1-3 consecutive pool sentences from a random place (neighbouring countries' histories).
 
