@@ -82,12 +82,16 @@ def read_audio_vocab(folder: Path) -> dict:
     return json.loads((folder / AUDIO_VOCAB).read_text())
 
 
-def _finish(ctx: Context, stats: Stats, tokenizer, held: list) -> None:
+def _finish(ctx: Context, stats: Stats, tokenizer, held: list, train: list) -> None:
+    """Saves the tokenizer and measures it on the held-out clips (on the training clips when there
+    are too few to hold any out: `held_out` says which)."""
     from mixc.audio_tokenizer import evaluate
 
     tokenizer.save(ctx.out / TOKENIZER)
     _vocab(ctx.out, tokenizer)
-    metrics = {k: round(float(v), 5) for k, v in evaluate(tokenizer, held).items()} if held else {}
+    clips = held or train[:EVAL_CLIPS]
+    metrics = {k: round(float(v), 5) for k, v in evaluate(tokenizer, clips).items()}
+    metrics.update(eval_clips=len(clips), held_out=int(bool(held)))
     (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     stats.counts.update(metrics, codebook_size=tokenizer.codebook_size)
 
@@ -112,7 +116,7 @@ class TrainAudioTokenizer(StageRun):
             tokenizer, _ = train_fsq(cfg.levels, cfg.preset, cfg.steps, train, ctx.spec.seed, cfg.frame_rate)
         else:
             tokenizer, _ = train_kmeans(cfg.codebook, train, ctx.spec.seed, cfg.frame_rate)
-        _finish(ctx, stats, tokenizer, held)
+        _finish(ctx, stats, tokenizer, held, train)
 
 
 class LoadAudioTokenizer(StageRun):
