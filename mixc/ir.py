@@ -115,8 +115,12 @@ class Asr(Node):
     backend: Literal["faster_whisper", "whisperx"] = "faster_whisper"
     model: str = Field("tiny.en", description="a model name or a local model directory")
     revision: str | None = Field(None, description="model revision; enters the stage key")
+    language: str | None = Field(None, description="force a language; default: 'en' for .en models, else detected")
     batch: int = 8
-    beam: int = 1
+    beam: int = 5
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: str | None = Field(None, description="CTranslate2 compute type; default: int8 on cpu, float16 on cuda")
+    align_model: str | None = Field(None, description="whisperx: the alignment model; default: whisperx's for the language")
 
 
 class Filters(Node):

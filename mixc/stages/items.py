@@ -158,7 +158,9 @@ class RecordingStage(ItemStage):
 
     def build(self, model: Any, items: Items, row: dict, upstream_path: str, key: str) -> None:
         upstream = json.loads(Path(upstream_path).read_text())
-        result = self.compute(model, load_wav(audio_file(items, row)), upstream)
+        self.store(items, key, self.compute(model, load_wav(audio_file(items, row)), upstream))
+
+    def store(self, items: Items, key: str, result: Any) -> None:
         items.put(self.kind, key, self.suffix, lambda tmp: tmp.write_text(json.dumps(result) + "\n"))
 
     def run(self, ctx: Context, stats: Stats) -> None:

@@ -8,11 +8,14 @@ no turns leaves the pipeline at that stage, counted under its reason.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from mixc.audio import Region, Turn, Utterance
 from mixc.ir import Spec
-from mixc.stages.items import RecordingStage
+from mixc.stages.base import Context
+from mixc.stages.items import RecordingStage, audio_file, load_wav, threads_per_worker
 
 
 class VadStage(RecordingStage):
@@ -66,9 +69,25 @@ class DiarizeStage(RecordingStage):
         return bool(result)
 
 
+WORKER_BATCH = 32  # recordings per start of a worker-process backend (whisperx)
+
+
 class AsrStage(RecordingStage):
+    """ASR. An in-process backend maps recordings in `workers` processes like the other stages; a
+    worker backend (whisperx, in its own environment) gets them in batches, one worker start each."""
     kind = "asr"
     drop_reason = "no transcribed speech"
+
+    def build_all(self, ctx: Context, todo: list[tuple]) -> None:
+        if self._cfg(ctx.spec, ctx.stage.subject).backend != "whisperx" or not todo:
+            return super().build_all(ctx, todo)
+        model = self.load(ctx.spec, ctx.stage.subject, threads_per_worker(1))
+        batches = [todo[i:i + WORKER_BATCH] for i in range(0, len(todo), WORKER_BATCH)]
+        for batch in ctx.progress(batches, f"asr {ctx.stage.subject} (batches)", len(batches)):
+            recordings = [(load_wav(audio_file(ctx.items, row)), self._turns(json.loads(Path(up).read_text())))
+                          for row, up, _ in batch]
+            for (_, _, key), utts in zip(batch, model.transcribe_many(recordings)):
+                self.store(ctx.items, key, [u.to_json() for u in utts])
 
     def _cfg(self, spec: Spec, subject: str):
         return spec.sources[subject].asr
@@ -81,9 +100,12 @@ class AsrStage(RecordingStage):
         from mixc.backends.asr import load_asr
         return load_asr(self._cfg(spec, subject), threads)
 
+    @staticmethod
+    def _turns(upstream: list) -> list[Turn]:
+        return [Turn(s, e, spk) for s, e, spk in upstream]
+
     def compute(self, model: Any, wav, upstream: Any) -> Any:
-        utterances = model.transcribe(wav, [Turn(s, e, spk) for s, e, spk in upstream])
-        return [u.to_json() for u in utterances]
+        return [u.to_json() for u in model.transcribe(wav, self._turns(upstream))]
 
     def summary(self, result: Any) -> dict:
         return {"utterances": len(result), "words": sum(len(u["words"]) for u in result)}
