@@ -7,6 +7,7 @@ counts. It never decides where things live or whether to run: the executor does 
 from __future__ import annotations
 
 import json
+import resource
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ class Stats:
     items_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process and the worker processes it waited for
     counts: dict[str, int] = field(default_factory=dict)
     quarantined: list[dict[str, str]] = field(default_factory=list)
 
@@ -88,6 +90,11 @@ class Context:
         return [p for sid, p in sorted(self.inputs.items()) if sid.split(":")[0] in kinds]
 
 
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class StageRun(ABC):
     """A stage kind. `fingerprint` names outside inputs (file contents) that enter the cache key."""
     kind: ClassVar[str]
@@ -101,8 +108,9 @@ class StageRun(ABC):
 
     def __call__(self, ctx: Context) -> Stats:
         stats = Stats()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         self.run(ctx, stats)
         stats.seconds = round(time.perf_counter() - start, 3)
+        stats.cpu_seconds = round(_cpu_seconds() - cpu, 3)
         stats.write(ctx.out)
         return stats
