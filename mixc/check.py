@@ -9,13 +9,16 @@ from collections.abc import Callable, Iterator
 
 from mixc import budget
 from mixc.diagnostics import Diagnostic, Span, error, sort_key, warning
-from mixc.ir import AudioSource, BpeTokenizer, FsqTokenizer, MixGroup, MixLeaf, Spec, Stochastic, TextSource
+from mixc.ir import (AudioSource, BpeTokenizer, FsqTokenizer, KmeansTokenizer, MixGroup, MixLeaf, Spec, Stochastic,
+                     TextSource)
 from mixc.lower import Lowered, did_you_mean, load
 from mixc.sizes import SourceSize, estimate
 
 SHARE_TOLERANCE = 1e-6
 FLITE_VOICES = ("awb", "rms", "slt", "kal16", "kal")
 MIN_SEQ_LEN = 16
+MIN_FSQ_LEVEL = 3  # FSQ with level 2 needs its symmetric mode, which the tokenizer does not use
+TOKEN_RATE = 12.5  # Hz: 16 kHz, 100 mel frames/s, 8x downsampling
 
 
 def _kind_of(spec: Spec, name: str) -> str | None:
@@ -149,11 +152,15 @@ def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     if micro is not None and (micro < 1 or micro > spec.train.batch):
         yield ("train", "micro_batch"), "micro_batch must lie between 1 and batch", None
     audio = spec.tokenizers.audio
-    if isinstance(audio, FsqTokenizer):
-        if any(level < 2 for level in audio.levels):
-            yield ("tokenizers", "audio", "levels"), "every FSQ level must be at least 2", "the paper-style default is [8, 5, 5, 5]"
-        if audio.frame_rate <= 0:
-            yield ("tokenizers", "audio", "frame_rate"), "frame_rate must be positive", "12.5Hz is 80 ms per token"
+    if isinstance(audio, FsqTokenizer) and any(level < MIN_FSQ_LEVEL for level in audio.levels):
+        yield (("tokenizers", "audio", "levels"), f"every FSQ level must be at least {MIN_FSQ_LEVEL}",
+               "the paper-style default is [8, 5, 5, 5]")
+    if isinstance(audio, (FsqTokenizer, KmeansTokenizer)) and audio.frame_rate != TOKEN_RATE:
+        yield (("tokenizers", "audio", "frame_rate"), f"the audio tokenizers run at {TOKEN_RATE:g} Hz only",
+               "12.5Hz is 16 kHz audio at 100 log-mel frames/s, downsampled 8x: 80 ms per token")
+    if isinstance(audio, KmeansTokenizer) and audio.codebook < 2:
+        yield (("tokenizers", "audio", "codebook"), "a k-means codebook needs at least 2 clusters",
+               "1000 clusters match the code count of FSQ levels [8, 5, 5, 5]")
     text = spec.tokenizers.text
     if isinstance(text, BpeTokenizer) and text.vocab < 300:
         yield ("tokenizers", "text", "vocab"), "a BPE vocabulary needs at least 300 entries (256 bytes + merges)", None
@@ -165,6 +172,11 @@ def check_ranges(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_backends(low: Lowered) -> Iterator[Diagnostic]:
+    for name, source in low.ir.sources.items():
+        if isinstance(source, AudioSource) and source.diarize.backend == "pyannote" and not source.diarize.model:
+            yield error("backend.model", f"source '{name}': the pyannote diarizer needs a model",
+                        low.span(("sources", name, "diarize")),
+                        'add `model = "/path/to/pipeline"` (a local folder, or a hub id already in your cache)')
     for name, gen in low.ir.generators.items():
         tts = gen.tts
         path = ("generators", name, "tts", "voices")

@@ -164,7 +164,6 @@ class AudioSource(Node):
     kind: Literal["audio"] = "audio"
     files: Globs = ()
     manifest: LocalPath | None = Field(None, description="jsonl/csv/parquet with a `path` column")
-    transcripts: Literal["asr", "sidecar"] = Field("asr", description="sidecar: .txt/.json beside the audio")
     max_file_duration: Seconds = Field(14400.0, description="longer files are quarantined, never decoded")
     vad: Vad = Vad()
     diarize: Diarize = Diarize()

@@ -117,8 +117,7 @@ class _Builder:
     def web_audio_front(self, name: str) -> str:
         """ingest -> vad -> diarize -> asr -> filter: everything upstream of chunking."""
         base = ("sources", name)
-        sid = self.add("ingest", name, [base + ("files",), base + ("manifest",), base + ("transcripts",),
-                                        base + ("max_file_duration",)], [])
+        sid = self.add("ingest", name, [base + ("files",), base + ("manifest",), base + ("max_file_duration",)], [])
         for kind, field in (("vad", "vad"), ("diarize", "diarize"), ("asr", "asr"), ("filter", "filters")):
             sid = self.add(kind, name, [base + (field,)], [sid])
         return sid

@@ -2,7 +2,7 @@
 
 Inputs are the source's `files` globs (files with an audio suffix) and/or its `manifest` (jsonl,
 csv or parquet with a `path` column, relative to the manifest's folder; other columns are kept as
-the recording's metadata). A `<stem>.txt` beside an audio file is kept as its reference transcript.
+the recording's metadata).
 
 Each file is hashed (its content id is the recording id), checked on its header (too long files
 are never decoded), decoded (libsndfile; FFmpeg through PyAV for m4a and the rest), checked
@@ -71,11 +71,6 @@ def _kind(reason: str) -> str:
     return "quarantined: " + reason.split(":")[0].split(" (")[0]
 
 
-def _sidecar(path: Path) -> str | None:
-    text = path.with_suffix(".txt")
-    return text.read_text(encoding="utf-8", errors="replace").strip() if text.is_file() else None
-
-
 class Ingest(ItemStage):
     kind = "ingest"
     suffix = META_SUFFIX
@@ -119,7 +114,7 @@ class Ingest(ItemStage):
                 continue
             rows.append({"rec": c.rec, "path": c.rel, "duration": stored["duration"], "audio": c.key, "item": c.key,
                          "source_rate": stored["source_rate"], "channels": stored["channels"],
-                         "format": stored["format"], "transcript": _sidecar(c.path),
+                         "format": stored["format"],
                          "meta": json.dumps(c.meta, sort_keys=True, default=str) if c.meta else None})
         stats.items_in = len(files)
         stats.items_out = len(rows)
