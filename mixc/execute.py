@@ -56,7 +56,11 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_key(stage: Stage, fingerprint: dict, input_keys: list[str]) -> str:
+def run_key(stage: Stage, fingerprint: dict, input_keys: list[str] | None) -> str:
+    """The cache key of a stage run; `input_keys` None for a stage keyed by its inputs' content
+    (its fingerprint covers them), whose plan key then counts without its inputs' either."""
+    if input_keys is None:
+        return _digest({"stage": stage.params_key, "fingerprint": fingerprint, "by_content": True})
     return _digest({"stage": stage.key, "fingerprint": fingerprint, "inputs": input_keys})
 
 
@@ -91,7 +95,7 @@ class Executor:
                 fingerprint = impl.fingerprint(ctx)
             except (OSError, ValueError, StageError, MissingWeights):
                 continue
-            key = run_key(stage, fingerprint, [known[i].key for i in stage.inputs])
+            key = run_key(stage, fingerprint, None if impl.keyed_by_content else [known[i].key for i in stage.inputs])
             if self.cache.has(stage.kind, key):
                 path = self.cache.path(stage.kind, key)
                 known[stage.id] = Run(stage, key, True, path, Stats.read(path), "", fingerprint)
@@ -103,7 +107,7 @@ class Executor:
         ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items)
         fingerprint = impl.fingerprint(ctx)
         digest = _digest(fingerprint) if fingerprint else ""
-        key = run_key(stage, fingerprint, [runs[i].key for i in stage.inputs])
+        key = run_key(stage, fingerprint, None if impl.keyed_by_content else [runs[i].key for i in stage.inputs])
         final = self.cache.path(stage.kind, key)
         if self.cache.has(stage.kind, key):
             return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)

@@ -107,6 +107,7 @@ class Diarize(Node):
     model: str | None = Field(None, description="pyannote: a local pipeline directory or a hub id in the cache")
     min_speakers: int = 1
     max_speakers: int = 8
+    max_pause: Seconds = Field(0.25, description="a speaker's shorter pause stays inside one turn")
 
 
 class Asr(Node):

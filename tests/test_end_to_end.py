@@ -1,4 +1,5 @@
-"""The README's main job, through the console script: demo data -> compile -> train (shortened)."""
+"""The README's main job, through the console script: demo data -> compile -> train, shortened
+(4 conversations instead of 12, 40 tokenizer steps instead of 300, 30 training steps instead of 300)."""
 
 import json
 import subprocess
@@ -17,19 +18,33 @@ def mixc(*args: str, cwd: Path) -> str:
     return out.stdout
 
 
+SHORT = """extends "demo.mix"
+
+tokenizer audio : fsq {
+  steps = 40
+}
+"""
+
+
 def test_demo_compiles_and_trains_on_cpu(tmp_path):
     workspace = tmp_path / "demo"
     (workspace / "specs").mkdir(parents=True)
     (workspace / "pyproject.toml").write_text("")
     (workspace / "specs" / "demo.mix").write_text((REPO / "specs" / "demo.mix").read_text())
-    mixc("demo-data", cwd=workspace)
-    compiled = mixc("compile", "specs/demo.mix", "--out", "build/demo", "--cache-dir", str(tmp_path / "cache"),
+    (workspace / "specs" / "short.mix").write_text(SHORT)
+    made = mixc("demo-data", "--conversations", "4", cwd=workspace)
+    assert "4 conversations" in made
+    compiled = mixc("compile", "specs/short.mix", "--out", "build/demo", "--cache-dir", str(tmp_path / "cache"),
                     cwd=workspace)
-    assert "factbook" in compiled and "build/demo/plan.json" in compiled
+    assert "factbook" in compiled and "conversations" in compiled and "build/demo/plan.json" in compiled
     out = workspace / "build" / "demo"
     plan = Plan.read(out / "plan.json")
     Lock.read(out / "mix.lock")
-    assert plan.streams[0].samples > 0 and plan.trainer.steps == 300
+    assert {s.name for s in plan.streams} == {"factbook", "conversations"}
+    assert all(s.samples > 0 for s in plan.streams) and plan.trainer.steps == 300
+    assert plan.vocab.audio_size == 1000 and set(plan.vocab.markers) == {"<audio>", "</audio>", "<text>", "</text>"}
+    report = (out / "report.md").read_text()
+    assert "## Web audio" in report and "## Interleaving" in report
 
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",
                    cwd=workspace)

@@ -97,10 +97,17 @@ def _finish(ctx: Context, stats: Stats, tokenizer, held: list, train: list) -> N
 
 
 class TrainAudioTokenizer(StageRun):
+    """Keyed by the content of its training clips (audio item, span, transcript), not by its inputs'
+    run keys: re-globbing or moving the audio reuses a trained tokenizer."""
     kind = "train_audio_tokenizer"
+    keyed_by_content = True
 
     def fingerprint(self, ctx: Context) -> dict:
-        return _library_versions()
+        digest = hashlib.sha256()
+        for folder in ctx.inputs_of("filter"):
+            table = pl.read_parquet(folder / UTTERANCES, columns=["audio", "start", "end", "text"]).sort("audio", "start")
+            digest.update(table.write_csv().encode())
+        return {**_library_versions(), "clips": digest.hexdigest()[:32]}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         from mixc.audio_tokenizer import train_fsq, train_kmeans

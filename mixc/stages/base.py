@@ -96,8 +96,13 @@ def _cpu_seconds() -> float:
 
 
 class StageRun(ABC):
-    """A stage kind. `fingerprint` names outside inputs (file contents) that enter the cache key."""
+    """A stage kind. `fingerprint` names outside inputs (file contents) that enter the cache key.
+
+    A stage `keyed_by_content` leaves its inputs' run keys out of its own: its fingerprint digests
+    what it reads of them instead, so an upstream rebuild that yields the same content (files moved,
+    a new glob over the same audio) reuses it. For stages too costly to redo for nothing."""
     kind: ClassVar[str]
+    keyed_by_content: ClassVar[bool] = False
 
     def fingerprint(self, ctx: Context) -> dict:
         return {}
