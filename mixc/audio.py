@@ -11,11 +11,12 @@ bytes, so the same audio has the same id wherever it lives (moving a file invali
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mixc.digest import file_digest
 
 SAMPLE_RATE = 16_000
 
@@ -78,11 +79,8 @@ class AudioError(Exception):
 
 
 def content_id(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+    """A recording's id: the digest of its file's bytes."""
+    return file_digest(path)
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:

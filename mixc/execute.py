@@ -102,6 +102,16 @@ class Executor:
         return {sid: sid in known for sid in dag}
 
     def _one(self, stage: Stage, runs: dict[str, Run]) -> Run:
+        """One stage from the cache, or built; errors the spec can fix become StageFailed."""
+        try:
+            return self._build(stage, runs)
+        except StageError as exc:
+            raise StageFailed(stage, str(exc), exc.hint, exc.field) from None
+        except MissingWeights as exc:  # its first sentence says what is missing, the rest how to get it
+            what, _, how = str(exc).partition(". ")
+            raise StageFailed(stage, what, how or None, WEIGHTS_FIELD.get(stage.kind, ())) from None
+
+    def _build(self, stage: Stage, runs: dict[str, Run]) -> Run:
         impl = REGISTRY[stage.kind]()
         inputs = {i: runs[i].path for i in stage.inputs}
         ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items)
@@ -115,11 +125,6 @@ class Executor:
             if self.cache.has(stage.kind, key):  # another compile built it while we waited
                 return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)
             ctx.out = self.cache.scratch(stage.kind, key)
-            try:
-                stats = impl(ctx)
-            except StageError as exc:
-                raise StageFailed(stage, str(exc), exc.hint, exc.field) from None
-            except MissingWeights as exc:
-                raise StageFailed(stage, str(exc), None, WEIGHTS_FIELD.get(stage.kind, ())) from None
+            stats = impl(ctx)
             self.cache.commit(stage.kind, key, ctx.out)
         return Run(stage, key, False, final, stats, digest, fingerprint)

@@ -32,6 +32,7 @@ import numpy as np
 
 from mixc.audio import SAMPLE_RATE, Region, Turn
 from mixc.backends import MissingWeights as BackendMissingWeights
+from mixc.digest import file_digest as digest_of
 from mixc.ir import Diarize
 
 
@@ -92,11 +93,7 @@ def join_pieces(pieces: list[Piece], max_pause: float = 0.0) -> list[Turn]:
 
 @lru_cache(maxsize=64)
 def _file_digest(path: str, size: int, mtime: int) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
+    return digest_of(Path(path))
 
 
 def file_digest(path: Path) -> str:

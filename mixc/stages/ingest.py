@@ -30,7 +30,7 @@ from mixc.ir import AudioSource
 from mixc.sizes import AUDIO_SUFFIXES, expand
 from mixc.stages.base import Context, Stats
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
-from mixc.stages.text import file_digest
+from mixc.digest import file_digest
 
 DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio
 META_SUFFIX = ".json"

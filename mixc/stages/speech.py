@@ -8,9 +8,10 @@ no turns leaves the pipeline at that stage, counted under its reason.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mixc.audio import Region, Turn, Utterance
 from mixc.ir import Spec
@@ -18,20 +19,32 @@ from mixc.stages.base import Context
 from mixc.stages.items import RecordingStage, audio_file, load_wav, threads_per_worker
 
 
-class VadStage(RecordingStage):
-    kind = "vad"
-    drop_reason = "no speech found"
+class ModelStage(RecordingStage):
+    """A stage whose work is one backend model over each recording: the source's `field` block
+    configures it, `mixc.backends.<module>` loads it (`loader`) and names its weights."""
+    field: ClassVar[str]
+    module: ClassVar[str]
+    loader: ClassVar[str]
 
     def _cfg(self, spec: Spec, subject: str):
-        return spec.sources[subject].vad
+        return getattr(spec.sources[subject], self.field)
+
+    def _backend(self):
+        return importlib.import_module(f"mixc.backends.{self.module}")
 
     def revision(self, spec: Spec, subject: str) -> str:
-        from mixc.backends.vad import model_revision
-        return model_revision(self._cfg(spec, subject))
+        return self._backend().model_revision(self._cfg(spec, subject))
 
     def load(self, spec: Spec, subject: str, threads: int, *args: Any) -> Any:
-        from mixc.backends.vad import load_vad
-        return load_vad(self._cfg(spec, subject), threads)
+        return getattr(self._backend(), self.loader)(self._cfg(spec, subject), threads)
+
+    def keep(self, result: Any) -> bool:
+        return bool(result)
+
+
+class VadStage(ModelStage):
+    kind, field, module, loader = "vad", "vad", "vad", "load_vad"
+    drop_reason = "no speech found"
 
     def compute(self, model: Any, wav, upstream: Any) -> Any:
         return [[round(r.start, 3), round(r.end, 3)] for r in model.regions(wav)]
@@ -39,24 +52,10 @@ class VadStage(RecordingStage):
     def summary(self, result: Any) -> dict:
         return {"regions": len(result), "speech_seconds": round(sum(e - s for s, e in result), 3)}
 
-    def keep(self, result: Any) -> bool:
-        return bool(result)
 
-
-class DiarizeStage(RecordingStage):
-    kind = "diarize"
+class DiarizeStage(ModelStage):
+    kind, field, module, loader = "diarize", "diarize", "diarize", "load_diarizer"
     drop_reason = "no speaker turns"
-
-    def _cfg(self, spec: Spec, subject: str):
-        return spec.sources[subject].diarize
-
-    def revision(self, spec: Spec, subject: str) -> str:
-        from mixc.backends.diarize import model_revision
-        return model_revision(self._cfg(spec, subject))
-
-    def load(self, spec: Spec, subject: str, threads: int, *args: Any) -> Any:
-        from mixc.backends.diarize import load_diarizer
-        return load_diarizer(self._cfg(spec, subject), threads)
 
     def compute(self, model: Any, wav, upstream: Any) -> Any:
         turns = model.turns(wav, [Region(s, e) for s, e in upstream])
@@ -65,17 +64,14 @@ class DiarizeStage(RecordingStage):
     def summary(self, result: Any) -> dict:
         return {"turns": len(result), "speakers": len({t[2] for t in result})}
 
-    def keep(self, result: Any) -> bool:
-        return bool(result)
-
 
 WORKER_BATCH = 32  # recordings per start of a worker-process backend (whisperx)
 
 
-class AsrStage(RecordingStage):
+class AsrStage(ModelStage):
     """ASR. An in-process backend maps recordings in `workers` processes like the other stages; a
     worker backend (whisperx, in its own environment) gets them in batches, one worker start each."""
-    kind = "asr"
+    kind, field, module, loader = "asr", "asr", "asr", "load_asr"
     drop_reason = "no transcribed speech"
 
     def build_all(self, ctx: Context, todo: list[tuple]) -> None:
@@ -89,17 +85,6 @@ class AsrStage(RecordingStage):
             for (_, _, key), utts in zip(batch, model.transcribe_many(recordings)):
                 self.store(ctx.items, key, [u.to_json() for u in utts])
 
-    def _cfg(self, spec: Spec, subject: str):
-        return spec.sources[subject].asr
-
-    def revision(self, spec: Spec, subject: str) -> str:
-        from mixc.backends.asr import model_revision
-        return model_revision(self._cfg(spec, subject))
-
-    def load(self, spec: Spec, subject: str, threads: int, *args: Any) -> Any:
-        from mixc.backends.asr import load_asr
-        return load_asr(self._cfg(spec, subject), threads)
-
     @staticmethod
     def _turns(upstream: list) -> list[Turn]:
         return [Turn(s, e, spk) for s, e, spk in upstream]
@@ -109,9 +94,6 @@ class AsrStage(RecordingStage):
 
     def summary(self, result: Any) -> dict:
         return {"utterances": len(result), "words": sum(len(u["words"]) for u in result)}
-
-    def keep(self, result: Any) -> bool:
-        return bool(result)
 
 
 def utterances(result: list[dict]) -> list[Utterance]:

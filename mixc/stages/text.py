@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixc.digest import file_digest
 from mixc.ir import TextSource
 from mixc.sizes import expand
 from mixc.stages.base import Context, StageRun, Stats
@@ -64,14 +65,6 @@ def _records(path: Path, fmt: str, field: str) -> Iterator[str | None]:
             if line.strip():
                 value = json.loads(line).get(field)
                 yield value if isinstance(value, str) else None
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files(ctx: Context) -> list[Path]:

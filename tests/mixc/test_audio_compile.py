@@ -164,3 +164,14 @@ def test_moved_files_cost_no_audio_work(compiled, tmp_path):
         assert run.hit or run.stats.counts["recordings_cached"] == 3, sid
     assert again.runs["train_audio_tokenizer:audio"].hit  # its inputs' contents did not change
     assert shard_hashes(again.out) == shard_hashes(first.out)
+
+
+def test_missing_asr_weights_are_a_located_error_not_a_traceback(compiled):
+    from mixc.compile import CompileError
+    ws, _ = compiled
+    text = spec_text().replace('  chunk fine { max = 12s }', '  asr {\n    model = "large-v3"\n  }\n  chunk fine { max = 12s }')
+    with pytest.raises(CompileError) as info:
+        ws.compile(ws.spec(text, "large.mix"), out="large")
+    diag = info.value.diagnostics[0]
+    assert diag.code == "stage.asr" and "large-v3" in diag.message and "never" in diag.message
+    assert diag.span.file.endswith("large.mix") and (diag.span.line, diag.span.col) == (6, 13)
