@@ -45,7 +45,7 @@ source web : audio {{
   files = "data/web/*.flac"
   chunk {granularity} {{ max = {max_chunk} }}
 }}
-tokenizer text : bpe {{ vocab = 2K }}
+tokenizer text : tiktoken {{ }}
 tokenizer audio : fsq {{
   preset = tiny
   steps  = {steps}
@@ -157,6 +157,13 @@ def measure(n: int, noise: float | None, workers: int, steps: int) -> dict:
     return report
 
 
+def _rate(value: float | None, seconds: float) -> str:
+    """A real-time factor, or '-' for a stage too quick to time (under 0.1 s)."""
+    if value is None or seconds < 0.1:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
 def print_table(r: dict) -> None:
     noise = f"pink noise at {r['noise_snr_db']:g} dB SNR" if r["noise_snr_db"] is not None else "clean"
     print(f"{r['conversations']} conversations ({noise}), {r['audio_seconds'] / 60:.1f} min of audio, "
@@ -167,11 +174,10 @@ def print_table(r: dict) -> None:
     print(f"  speaker count right            {q['speaker_count_accuracy']:.1%}   >= 90%  ({q['recordings']} recordings)")
     print(f"  WER (tiny.en)                  {q['wer']:.3f}   <= 0.20")
     print(f"  changes with a cut <= 0.3 s    {q['boundary_recall']:.1%}   >= 90%  ({q['true_changes']} changes)")
-    print(f"speed            {'wall s':>8}{'CPU s':>8}{'xRT':>8}{'xRT/core':>10}")
+    print(f"speed{'':<26}{'wall s':>8}{'CPU s':>8}{'xRT':>9}{'xRT/core':>10}")
     for sid, x in r["stages"].items():
-        xrt = "-" if x["xrt"] is None else f"{x['xrt']:.1f}"
-        per = "-" if x["xrt_per_core"] is None else f"{x['xrt_per_core']:.1f}"
-        print(f"  {sid:<28}{x['wall_s']:>8.1f}{x['cpu_s']:>8.1f}{xrt:>8}{per:>10}")
+        print(f"  {sid:<29}{x['wall_s']:>8.1f}{x['cpu_s']:>8.1f}{_rate(x['xrt'], x['wall_s']):>9}"
+              f"{_rate(x['xrt_per_core'], x['cpu_s']):>10}")
     c = r["chunks"]
     print(f"fine -> coarse recompile: {r['coarse_recompile_s']:.1f} s vs {r['full_compile_s']:.1f} s cold = "
           f"{r['coarse_ratio']:.3f}x; rebuilt: {', '.join(r['coarse_rebuilt'])}")

@@ -27,7 +27,7 @@ def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
     rows = [[sid, "cache" if r.hit else "built", f"{r.stats.items_in:,}", f"{r.stats.items_out:,}",
              _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
     lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
-    lines += _web_audio(runs) + _interleaving(runs)
+    lines += _web_audio(runs) + _audio_tokenizer(runs) + _interleaving(runs)
     quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
     if quarantined:
         lines += ["", "## Quarantined inputs", ""]
@@ -71,6 +71,27 @@ def _granularity(run: Run) -> str:
     import json
     path = run.path / "chunk.json"
     return json.loads(path.read_text()).get("granularity", "?") if path.exists() else "?"
+
+
+TOKENIZER_FIGURES = (("recon_l1", "reconstruction L1 (normalised log-mel)"),
+                     ("recon_mean_baseline", "the same, predicting the mean"),
+                     ("recon_vs_mean", "reconstruction / mean baseline"), ("ctc", "CTC loss (nats per character)"),
+                     ("cer", "greedy CTC character error rate"), ("usage_perplexity", "code usage perplexity"),
+                     ("usage_share", "share of codes used"), ("tokens_per_second", "tokens per second of audio"))
+
+
+def _audio_tokenizer(runs: dict[str, Run]) -> list[str]:
+    """The trained (or loaded) audio tokenizer's quality on held-out utterances."""
+    run = next((r for r in runs.values() if r.stage.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
+    if run is None:
+        return []
+    c = run.stats.counts
+    where = ("held-out utterances" if c.get("held_out") else "its training utterances (too few to hold any out)")
+    head = [f"{run.stage.id}: codebook {c.get('codebook_size', 0):,}"
+            + (f", trained on {c.get('train_seconds', 0) / 60:.1f} min of speech; measured on {c.get('eval_clips', 0)} "
+               f"{where}." if "train_seconds" in c else " (loaded from a checkpoint).")]
+    rows = [[label, f"{c[key]:.3f}"] for key, label in TOKENIZER_FIGURES if key in c]
+    return ["", "## Audio tokenizer", ""] + head + ([""] + _md_table(["figure", "value"], rows) if rows else [])
 
 
 def _interleaving(runs: dict[str, Run]) -> list[str]:
