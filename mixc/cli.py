@@ -218,7 +218,7 @@ def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> No
 
 @cli.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"))
-@click.option("--conversations", type=click.IntRange(0), default=12, show_default=True,
+@click.option("--conversations", type=click.IntRange(0), default=24, show_default=True,
               help="generated conversations for web-audio/ (0: text only)")
 @click.option("--noise-snr", type=float, default=None, help="add background noise at this SNR, in dB")
 @click.option("--progress/--no-progress", default=None, help="a progress bar [default: when stderr is a terminal]")
