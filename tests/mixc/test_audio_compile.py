@@ -173,5 +173,5 @@ def test_missing_asr_weights_are_a_located_error_not_a_traceback(compiled):
     with pytest.raises(CompileError) as info:
         ws.compile(ws.spec(text, "large.mix"), out="large")
     diag = info.value.diagnostics[0]
-    assert diag.code == "stage.asr" and "large-v3" in diag.message and "never" in diag.message
+    assert diag.code == "stage.asr" and "large-v3" in diag.message and "never downloads" in diag.hint
     assert diag.span.file.endswith("large.mix") and (diag.span.line, diag.span.col) == (6, 13)
