@@ -44,7 +44,7 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
     assert all(s.samples > 0 for s in plan.streams) and plan.trainer.steps == 300
     assert plan.vocab.audio_size == 1000 and set(plan.vocab.markers) == {"<audio>", "</audio>", "<text>", "</text>"}
     report = (out / "report.md").read_text()
-    assert "## Web audio" in report and "## Interleaving" in report
+    assert "## Web audio" in report and "## Audio tokenizer" in report and "## Interleaving" in report
 
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",
                    cwd=workspace)
