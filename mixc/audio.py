@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mixc.digest import file_digest
-
 SAMPLE_RATE = 16_000
 
 
@@ -76,11 +74,6 @@ class Utterance:
 
 class AudioError(Exception):
     """A file that cannot become 16 kHz mono audio; the message is the quarantine reason."""
-
-
-def content_id(path: Path) -> str:
-    """A recording's id: the digest of its file's bytes."""
-    return file_digest(path)
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:

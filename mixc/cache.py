@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mixc.digest import DigestMemo
+
 CACHE_ENV = "MIXC_CACHE"
 DEFAULT_FOLDER = Path(".mixc") / "cache"
 
@@ -75,6 +77,7 @@ class Cache:
             for sub in ("tmp", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
         self.items = Items(root / "items")
+        self.digests = DigestMemo(root / "digests.sqlite")
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key

@@ -90,7 +90,7 @@ class Executor:
                 continue
             impl = REGISTRY[stage.kind]()
             ctx = Context(self.spec, stage, {i: known[i].path for i in stage.inputs}, Path(), self.root,
-                          self.workers, self.progress, self.cache.items)
+                          self.workers, self.progress, self.cache.items, self.cache.digests)
             try:
                 fingerprint = impl.fingerprint(ctx)
             except (OSError, ValueError, StageError, MissingWeights):
@@ -114,7 +114,7 @@ class Executor:
     def _build(self, stage: Stage, runs: dict[str, Run]) -> Run:
         impl = REGISTRY[stage.kind]()
         inputs = {i: runs[i].path for i in stage.inputs}
-        ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items)
+        ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items, self.cache.digests)
         fingerprint = impl.fingerprint(ctx)
         digest = _digest(fingerprint) if fingerprint else ""
         key = run_key(stage, fingerprint, None if impl.keyed_by_content else [runs[i].key for i in stage.inputs])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from mixc.cache import Items
+from mixc.digest import file_digest
 from mixc.ir import Spec
 from mixc.plan import Stage
 
@@ -78,6 +79,7 @@ class Context:
     workers: int = 1
     progress: Progress = no_progress
     items: Items | None = None  # per-recording memo of item-wise stages (the cache's items/)
+    digest: Callable[[Path], str] = file_digest  # a file's content digest (memoised by the cache)
 
     def input_of(self, kind: str) -> Path:
         """The artifact of the one input stage of this kind."""

@@ -24,13 +24,12 @@ from typing import Any
 
 import polars as pl
 
-from mixc.audio import SAMPLE_RATE, AudioError, content_id, decode, probe
+from mixc.audio import SAMPLE_RATE, AudioError, decode, probe
 from mixc.cache import Items
 from mixc.ir import AudioSource
 from mixc.sizes import AUDIO_SUFFIXES, expand
 from mixc.stages.base import Context, Stats
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
-from mixc.digest import file_digest
 
 DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio
 META_SUFFIX = ".json"
@@ -78,8 +77,8 @@ class Ingest(ItemStage):
     def fingerprint(self, ctx: Context) -> dict:
         source: AudioSource = ctx.spec.sources[ctx.stage.subject]
         files, _ = audio_inputs(ctx.root, source)
-        ids = sorted(content_id(p) if p.is_file() else f"missing:{p.name}" for p, _ in files)
-        manifest = file_digest(ctx.root / source.manifest) if source.manifest else None
+        ids = sorted(ctx.digest(p) if p.is_file() else f"missing:{p.name}" for p, _ in files)
+        manifest = ctx.digest(ctx.root / source.manifest) if source.manifest else None
         return {"recordings": ids, "manifest": manifest, "max_file_duration": source.max_file_duration}
 
     def build(self, model: Any, items: Items, path: str, key: str, max_seconds: float) -> None:
@@ -146,7 +145,7 @@ def _candidates(ctx: Context, stats: Stats, files: list[tuple[Path, dict]], max_
         except AudioError as exc:
             stats.quarantine(rel, str(exc), _kind(str(exc)))
             continue
-        rec = content_id(path)
+        rec = ctx.digest(path)  # the recording's id: its bytes' digest
         if rec in seen:
             stats.drop("duplicate")
             continue

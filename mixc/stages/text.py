@@ -20,7 +20,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixc.digest import file_digest
 from mixc.ir import TextSource
 from mixc.sizes import expand
 from mixc.stages.base import Context, StageRun, Stats
@@ -111,7 +110,7 @@ class ReadText(StageRun):
     kind = "read"
 
     def fingerprint(self, ctx: Context) -> dict:
-        return {os.path.relpath(p, ctx.root): file_digest(p) for p in source_files(ctx)}
+        return {os.path.relpath(p, ctx.root): ctx.digest(p) for p in source_files(ctx)}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         source: TextSource = ctx.spec.sources[ctx.stage.subject]
