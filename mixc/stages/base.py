@@ -36,7 +36,7 @@ class Stats:
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time of this process and the worker processes it waited for
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)  # whole counts, and figures (seconds, losses)
     quarantined: list[dict[str, str]] = field(default_factory=list)
 
     def drop(self, reason: str, n: int = 1) -> None:
