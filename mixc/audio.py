@@ -76,6 +76,18 @@ class AudioError(Exception):
     """A file that cannot become 16 kHz mono audio; the message is the quarantine reason."""
 
 
+class TooLong(AudioError):
+    """Longer than the spec allows: a limit of the spec, not a fault of the file."""
+
+    def __init__(self, seconds: float, max_seconds: float):
+        super().__init__(too_long(seconds, max_seconds))
+        self.seconds = seconds
+
+
+def too_long(seconds: float, max_seconds: float) -> str:
+    return f"too long: {seconds / 3600:.2f} h (max_file_duration is {max_seconds / 3600:.2f} h)"
+
+
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """(frames,) or (frames, channels) float audio at any rate -> float32 mono at 16 kHz (soxr, HQ)."""
     import soxr
@@ -196,14 +208,14 @@ def decode(path: Path, max_seconds: float) -> tuple[np.ndarray, Probe]:
     too long (checked on the header, before decoding), truncated, zero-length, non-finite or silent."""
     head = probe(path)
     if head.seconds is not None and head.seconds > max_seconds:
-        raise AudioError(f"too long: {head.seconds / 3600:.2f} h (max_file_duration is {max_seconds / 3600:.2f} h)")
+        raise TooLong(head.seconds, max_seconds)
     data, rate, declared = _read(path, head)
     if len(data) == 0 or not rate:
         raise AudioError("zero-length audio")
     if declared and len(data) < TRUNCATED_SHARE * declared:
         raise AudioError(f"truncated: the header declares {declared / rate:.2f} s, the file holds {len(data) / rate:.2f} s")
     if len(data) / rate > max_seconds:
-        raise AudioError(f"too long: {len(data) / rate / 3600:.2f} h (max_file_duration is {max_seconds / 3600:.2f} h)")
+        raise TooLong(len(data) / rate, max_seconds)
     if not np.isfinite(data).all():
         raise AudioError("corrupt samples (NaN or infinite values)")
     wav = to_mono_16k(data, rate)

@@ -17,7 +17,7 @@ from mixc.cache import Cache
 from mixc.ir import Spec
 from mixc.plan import Stage
 from mixc.stages import REGISTRY
-from mixc.stages.base import Context, Progress, StageError, Stats, no_progress
+from mixc.stages.base import Context, Progress, StageError, StageRun, Stats, no_progress
 
 
 @dataclass(frozen=True)
@@ -88,18 +88,23 @@ class Executor:
         for stage in dag.values():
             if stage.kind not in REGISTRY or any(i not in known for i in stage.inputs):
                 continue
-            impl = REGISTRY[stage.kind]()
-            ctx = Context(self.spec, stage, {i: known[i].path for i in stage.inputs}, Path(), self.root,
-                          self.workers, self.progress, self.cache.items, self.cache.digests)
             try:
-                fingerprint = impl.fingerprint(ctx)
+                _, ctx, key = self._keyed(stage, known)
             except (OSError, ValueError, StageError, MissingWeights):
                 continue
-            key = run_key(stage, fingerprint, None if impl.keyed_by_content else [known[i].key for i in stage.inputs])
             if self.cache.has(stage.kind, key):
                 path = self.cache.path(stage.kind, key)
-                known[stage.id] = Run(stage, key, True, path, Stats.read(path), "", fingerprint)
+                known[stage.id] = Run(stage, key, True, path, Stats.read(path), "", ctx.fingerprint)
         return {sid: sid in known for sid in dag}
+
+    def _keyed(self, stage: Stage, runs: dict[str, Run]) -> tuple[StageRun, Context, str]:
+        """The stage's implementation, its context (with its fingerprint) and its run key."""
+        impl = REGISTRY[stage.kind]()
+        ctx = Context(self.spec, stage, {i: runs[i].path for i in stage.inputs}, Path(), self.root, self.workers,
+                      self.progress, self.cache.items, self.cache.digests)
+        ctx.fingerprint = impl.fingerprint(ctx)
+        key = run_key(stage, ctx.fingerprint, None if impl.keyed_by_content else [runs[i].key for i in stage.inputs])
+        return impl, ctx, key
 
     def _one(self, stage: Stage, runs: dict[str, Run]) -> Run:
         """One stage from the cache, or built; errors the spec can fix become StageFailed."""
@@ -112,12 +117,9 @@ class Executor:
             raise StageFailed(stage, what, how or None, WEIGHTS_FIELD.get(stage.kind, ())) from None
 
     def _build(self, stage: Stage, runs: dict[str, Run]) -> Run:
-        impl = REGISTRY[stage.kind]()
-        inputs = {i: runs[i].path for i in stage.inputs}
-        ctx = Context(self.spec, stage, inputs, Path(), self.root, self.workers, self.progress, self.cache.items, self.cache.digests)
-        fingerprint = impl.fingerprint(ctx)
+        impl, ctx, key = self._keyed(stage, runs)
+        fingerprint = ctx.fingerprint
         digest = _digest(fingerprint) if fingerprint else ""
-        key = run_key(stage, fingerprint, None if impl.keyed_by_content else [runs[i].key for i in stage.inputs])
         final = self.cache.path(stage.kind, key)
         if self.cache.has(stage.kind, key):
             return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import polars as pl
 from mixc.audio import SAMPLE_RATE
 from mixc.cache import Items
 from mixc.ir import CheckpointAudioTokenizer, FsqTokenizer, Spec
-from mixc.stages.base import Context, StageRun, Stats
+from mixc.stages.base import Context, StageError, StageRun, Stats
 from mixc.stages.chunk import CHUNKS
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, load_wav
 from mixc.stages.transcripts import UTTERANCES
@@ -118,7 +117,8 @@ class TrainAudioTokenizer(StageRun):
         stats.items_out = len(train)
         stats.counts["train_seconds"] = round(sum(len(c.wav) for c in train) / SAMPLE_RATE, 3)
         if not train:
-            raise ValueError("the audio tokenizer has no speech to train on: every utterance was dropped upstream")
+            raise StageError("the audio tokenizer has no speech to train on: every utterance was dropped upstream",
+                             "see report.md's utterance drops; relax the sources' filters or add audio")
         if isinstance(cfg, FsqTokenizer):
             tokenizer, _ = train_fsq(cfg.levels, cfg.preset, cfg.steps, train, ctx.spec.seed, cfg.frame_rate)
         else:
@@ -178,7 +178,7 @@ class Encode(ItemStage):
 
     def run(self, ctx: Context, stats: Stats) -> None:
         chunks = pl.read_parquet(ctx.input_of("chunk") / CHUNKS)
-        base = item_key(ctx.stage.params_key, folder_digest(self._tokenizer(ctx)))
+        base = item_key(ctx.stage.params_key, ctx.fingerprint["tokenizer"])
         tasks = []
         for (audio,), group in chunks.group_by("audio", maintain_order=True):
             spans = list(zip(group["start"].to_list(), group["end"].to_list()))

@@ -80,6 +80,7 @@ class Context:
     progress: Progress = no_progress
     items: Items | None = None  # per-recording memo of item-wise stages (the cache's items/)
     digest: Callable[[Path], str] = file_digest  # a file's content digest (memoised by the cache)
+    fingerprint: dict | None = None  # what the stage's `fingerprint` returned (the executor's, or its own)
 
     def input_of(self, kind: str) -> Path:
         """The artifact of the one input stage of this kind."""
@@ -114,6 +115,8 @@ class StageRun(ABC):
         """Build the artifact into ctx.out, counting into stats."""
 
     def __call__(self, ctx: Context) -> Stats:
+        if ctx.fingerprint is None:
+            ctx.fingerprint = self.fingerprint(ctx)
         stats = Stats()
         start, cpu = time.perf_counter(), _cpu_seconds()
         self.run(ctx, stats)

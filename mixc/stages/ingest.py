@@ -4,11 +4,14 @@ Inputs are the source's `files` globs (files with an audio suffix) and/or its `m
 csv or parquet with a `path` column, relative to the manifest's folder; other columns are kept as
 the recording's metadata).
 
-Each file is hashed (its content id is the recording id), checked on its header (too long files
-are never decoded), decoded (libsndfile; FFmpeg through PyAV for m4a and the rest), checked
-(truncated, zero-length, non-finite, silent), mixed to mono and resampled with soxr. The audio is
-stored as a 16-bit FLAC item keyed by the content id alone, so renaming, moving or re-globbing
-files re-decodes nothing; the stage's key holds the content ids, never the paths.
+Each file is hashed (its content id is the recording id). A file not yet stored is checked on its
+header (too long files are never decoded), decoded (libsndfile; FFmpeg through PyAV for m4a and
+the rest), checked (truncated, zero-length, non-finite, silent), mixed to mono and resampled with
+soxr. The audio is stored as a 16-bit FLAC item keyed by the content id alone, beside a meta item
+(duration, source rate, channels, format; or why the file cannot be used), so renaming, moving or
+re-globbing files re-decodes and re-reads nothing; the stage's key holds the content ids, never
+the paths. A file's length is judged against `max_file_duration` on every run, from its meta item:
+raising the limit decodes files it once left out, lowering it leaves stored ones out.
 
 Files that cannot be used are quarantined with their reason (stats, report.md) and never stop the
 compile. A file whose bytes appear twice is ingested once (`duplicate` drop).
@@ -24,11 +27,11 @@ from typing import Any
 
 import polars as pl
 
-from mixc.audio import SAMPLE_RATE, AudioError, decode, probe
+from mixc.audio import SAMPLE_RATE, AudioError, TooLong, decode, too_long
 from mixc.cache import Items
 from mixc.ir import AudioSource
 from mixc.sizes import AUDIO_SUFFIXES, expand
-from mixc.stages.base import Context, Stats
+from mixc.stages.base import Context, StageError, Stats
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
 
 DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio
@@ -44,7 +47,8 @@ def manifest_rows(root: Path, source: AudioSource) -> list[tuple[Path, dict]]:
     frame = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path) if suffix == ".csv" \
         else pl.read_ndjson(path)
     if "path" not in frame.columns:
-        raise ValueError(f"{source.manifest}: no `path` column (has {', '.join(frame.columns)})")
+        raise StageError(f"{source.manifest}: no `path` column (it has {', '.join(frame.columns)})",
+                         "a manifest lists one audio file per row in a `path` column", ("manifest",))
     out = []
     for record in frame.to_dicts():
         audio = Path(str(record.pop("path")))
@@ -79,13 +83,15 @@ class Ingest(ItemStage):
         files, _ = audio_inputs(ctx.root, source)
         ids = sorted(ctx.digest(p) if p.is_file() else f"missing:{p.name}" for p, _ in files)
         manifest = ctx.digest(ctx.root / source.manifest) if source.manifest else None
-        return {"recordings": ids, "manifest": manifest, "max_file_duration": source.max_file_duration}
+        return {"recordings": ids, "manifest": manifest}
 
     def build(self, model: Any, items: Items, path: str, key: str, max_seconds: float) -> None:
         """Decodes one file into the audio item `key` (FLAC) and its meta (or failure) item."""
         import soundfile
         try:
             wav, head = decode(Path(path), max_seconds)
+        except TooLong as exc:  # kept as a length, judged against the limit of each run
+            meta = {"too_long": exc.seconds}
         except AudioError as exc:
             meta = {"error": str(exc)}
         else:
@@ -97,21 +103,23 @@ class Ingest(ItemStage):
 
     def run(self, ctx: Context, stats: Stats) -> None:
         source: AudioSource = ctx.spec.sources[ctx.stage.subject]
+        limit = source.max_file_duration
         files, skipped = audio_inputs(ctx.root, source)
         stats.counts["files"] = len(files)
         stats.drop("not an audio file", skipped)
-        candidates = _candidates(ctx, stats, files, source.max_file_duration)
-        todo = [(str(c.path), c.key, source.max_file_duration) for c in candidates
-                if not ctx.items.has(self.kind, c.key, self.suffix)]
+        candidates = _candidates(ctx, stats, files)
+        todo = [(str(c.path), c.key, limit) for c in candidates if self._needs_decoding(ctx, c.key, limit)]
         stats.counts["recordings_cached"] = len(candidates) - len(todo)
         self.build_all(ctx, todo)
         rows = []
         for c in candidates:
             stored = json.loads(ctx.items.path(self.kind, c.key, self.suffix).read_text())
-            if "error" in stored:
-                stats.quarantine(c.rel, stored["error"], _kind(stored["error"]))
+            seconds = stored.get("duration", stored.get("too_long", 0.0))
+            reason = stored.get("error") or (too_long(seconds, limit) if seconds > limit else None)
+            if reason:
+                stats.quarantine(c.rel, reason, _kind(reason))
                 continue
-            rows.append({"rec": c.rec, "path": c.rel, "duration": stored["duration"], "audio": c.key, "item": c.key,
+            rows.append({"rec": c.rec, "path": c.rel, "duration": seconds, "audio": c.key, "item": c.key,
                          "source_rate": stored["source_rate"], "channels": stored["channels"],
                          "format": stored["format"],
                          "meta": json.dumps(c.meta, sort_keys=True, default=str) if c.meta else None})
@@ -119,6 +127,13 @@ class Ingest(ItemStage):
         stats.items_out = len(rows)
         stats.counts["seconds"] = round(sum(r["duration"] for r in rows), 3)
         write_recordings(ctx.out, rows, self.kind, self.suffix)
+
+    def _needs_decoding(self, ctx: Context, key: str, limit: float) -> bool:
+        """Not stored yet, or once left out as too long for a limit this run raises."""
+        path = ctx.items.path(self.kind, key, self.suffix)
+        if not path.is_file():
+            return True
+        return json.loads(path.read_text()).get("too_long", float("inf")) <= limit
 
 
 @dataclass(frozen=True)
@@ -130,20 +145,14 @@ class _Candidate:
     meta: dict
 
 
-def _candidates(ctx: Context, stats: Stats, files: list[tuple[Path, dict]], max_seconds: float) -> list[_Candidate]:
-    """Each distinct file whose header is readable and not too long; the rest quarantined."""
+def _candidates(ctx: Context, stats: Stats, files: list[tuple[Path, dict]]) -> list[_Candidate]:
+    """Each distinct existing file, by content id; missing ones quarantined, repeated bytes dropped."""
     out, seen = [], set()
     for path, meta in files:
         rel = os.path.relpath(path, ctx.root)
-        try:
-            if not path.is_file():
-                raise AudioError("missing file (named by the manifest)")
-            head = probe(path)
-            if head.seconds is not None and head.seconds > max_seconds:
-                raise AudioError(f"too long: {head.seconds / 3600:.2f} h "
-                                 f"(max_file_duration is {max_seconds / 3600:.2f} h)")
-        except AudioError as exc:
-            stats.quarantine(rel, str(exc), _kind(str(exc)))
+        if not path.is_file():
+            reason = "missing file (named by the manifest)"
+            stats.quarantine(rel, reason, _kind(reason))
             continue
         rec = ctx.digest(path)  # the recording's id: its bytes' digest
         if rec in seen:

@@ -129,7 +129,7 @@ class Interleave(StageRun):
         chunks, codes, offsets, codebook = read_codes(encoded)
         cfg: InterleaveSpec = ctx.spec.interleave
         spans = Spans.of(layout(ctx.spec, read_vocab(tokenizer), codebook))
-        draws = self.fingerprint(ctx)["draws"]
+        draws = ctx.fingerprint["draws"]
         texts = self._texts(tokenizer, chunks)
         shutil.copyfile(tokenizer / "vocab.json", ctx.out / "vocab.json")
         writer = TokenWriter(ctx.out, with_mask=True)

@@ -42,10 +42,12 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+EMPTY = {"rec": pl.String, "path": pl.String, "duration": pl.Float64, "audio": pl.String, "item": pl.String}
+
+
 def write_recordings(folder: Path, rows: list[dict], kind: str, suffix: str) -> None:
-    pl.DataFrame(rows, infer_schema_length=None).write_parquet(folder / RECORDINGS) if rows else \
-        pl.DataFrame(schema={"rec": pl.String, "path": pl.String, "duration": pl.Float64, "audio": pl.String,
-                             "item": pl.String}).write_parquet(folder / RECORDINGS)
+    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=EMPTY)
+    frame.write_parquet(folder / RECORDINGS)
     (folder / ITEMS).write_text(json.dumps({"kind": kind, "suffix": suffix}) + "\n")
 
 
@@ -166,7 +168,7 @@ class RecordingStage(ItemStage):
     def run(self, ctx: Context, stats: Stats) -> None:
         source = ctx.inputs[ctx.stage.inputs[0]]
         rows = read_recordings(source)
-        base = item_key(ctx.stage.params_key, self.revision(ctx.spec, ctx.stage.subject))
+        base = item_key(ctx.stage.params_key, ctx.fingerprint.get("model", ""))
         keys = [item_key(base, row["item"]) for row in rows]
         todo = [(row, str(item_file(ctx.items, source, row["item"])), key)
                 for row, key in zip(rows, keys) if not ctx.items.has(self.kind, key, self.suffix)]

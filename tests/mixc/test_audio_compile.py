@@ -3,25 +3,23 @@ outputs and lineage, which stages each ablation rebuilds, byte-identical rebuild
 workers, and a compile killed during ASR that resumes from the recordings it finished."""
 
 import hashlib
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from streaming import StreamingDataset
 
-from mixc.cache import Cache
 from mixc.demo_audio import write_corpus
 from mixc.execute import Executor
 from mixc.lower import load
 from mixc.plan import stages
-from tests.mixc.workspace import sentences, workspace
+from tests.mixc.workspace import workspace
 
 SPEC = """
 seed = 9
@@ -86,7 +84,6 @@ def test_outputs_report_and_lineage_back_to_recordings(compiled, tmp_path):
     assert chunk.stats.counts["chunks"] > 0 and chunk.stats.counts["chunk_seconds_mean"] > 1.0
     chunks = pl.read_parquet(chunk.path / "chunks.parquet")
     local = tmp_path / "web"  # streaming decompresses beside the shards: read a copy
-    import shutil
     shutil.copytree(result.out / web.path, local)
     ds = StreamingDataset(local=str(local), shuffle=False, batch_size=1)
     audio_lo, audio_hi = plan.vocab.audio_offset, plan.vocab.audio_offset + plan.vocab.audio_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mixc.cache import Items
 from mixc.lower import load
 from mixc.plan import stages
 from mixc.stages import REGISTRY
@@ -18,9 +19,10 @@ def spec_of(root: Path, text: str):
     return low.ir
 
 
-def run_stage(root: Path, spec, sid: str, inputs: dict[str, Path], name: str | None = None) -> tuple[Path, Stats]:
+def run_stage(root: Path, spec, sid: str, inputs: dict[str, Path], name: str | None = None,
+              items: Items | None = None) -> tuple[Path, Stats]:
     stage = stages(spec)[sid]
     out = root / (name or sid.replace(":", "_"))
     out.mkdir()
-    ctx = Context(spec, stage, inputs, out, root)
+    ctx = Context(spec, stage, inputs, out, root, items=items)
     return out, REGISTRY[stage.kind]()(ctx)

@@ -53,13 +53,7 @@ def speech(tmp_path_factory):
 
 
 def stage(root, cache, spec, sid, inputs, name):
-    from mixc.plan import stages
-    from mixc.stages import REGISTRY
-    from mixc.stages.base import Context
-    out = root / name
-    out.mkdir()
-    ctx = Context(spec, stages(spec)[sid], inputs, out, root, items=cache.items)
-    return out, REGISTRY[sid.split(":")[0]]()(ctx)
+    return run_stage(root, spec, sid, inputs, name, cache.items)
 
 
 @pytest.mark.parametrize("tokenizer", ["kmeans { codebook = 16 }", "fsq { levels = [4, 4, 4]  steps = 20 }"])

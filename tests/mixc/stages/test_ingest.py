@@ -73,9 +73,9 @@ def bad_files(folder) -> dict[str, str]:
             "long.flac": "too long"}
 
 
-def ingest(root, cache_dir=None):
+def ingest(root, cache_dir=None, max_seconds=5):
     (root / "pyproject.toml").write_text("")
-    (root / "s.mix").write_text(SPEC.format(max_seconds=5))
+    (root / "s.mix").write_text(SPEC.format(max_seconds=max_seconds))
     low = load(root / "s.mix")
     assert low.ok, [d.message for d in low.diagnostics]
     dag = {k: v for k, v in stages(low.ir).items() if k == "ingest:web"}
@@ -101,6 +101,20 @@ def test_every_format_becomes_16k_mono_and_every_bad_file_is_quarantined(tmp_pat
     assert run.stats.dropped["not an audio file"] == 1
     assert sum(v for k, v in run.stats.dropped.items() if k.startswith("quarantined: ")) == len(reasons)
     assert run.stats.items_out == len(durations)
+
+
+def test_the_length_limit_is_judged_on_every_run(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "short.flac", tone(2.0, 16_000), 16_000)
+    sf.write(folder / "long.flac", tone(6.0, 8_000), 8_000)
+    strict = ingest(tmp_path)
+    assert [q["item"] for q in strict.stats.quarantined] == ["audio/long.flac"] and strict.stats.items_out == 1
+    loose = ingest(tmp_path, max_seconds=10)  # raised: the file left out is decoded now
+    assert loose.stats.items_out == 2 and loose.stats.counts["recordings_cached"] == 1
+    again = ingest(tmp_path, max_seconds=4)  # lowered: decided from what is stored, nothing decoded
+    assert again.stats.counts["recordings_cached"] == 2 and again.stats.items_out == 1
+    assert again.stats.quarantined[0]["reason"].startswith("too long")
 
 
 def test_truncated_headers_are_detected_before_use(tmp_path):
