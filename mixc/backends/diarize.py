@@ -24,7 +24,6 @@ import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from mixc.audio import SAMPLE_RATE, Region, Turn
 from mixc.backends import MissingWeights as BackendMissingWeights
-from mixc.digest import file_digest as digest_of
+from mixc.digest import model_file_digest as file_digest
 from mixc.ir import Diarize
 
 
@@ -89,17 +88,6 @@ def join_pieces(pieces: list[Piece], max_pause: float = 0.0) -> list[Turn]:
             turns.append(Turn(piece.start, piece.end, name))
         region = piece.region
     return turns
-
-
-@lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime: int) -> str:
-    return digest_of(Path(path))
-
-
-def file_digest(path: Path) -> str:
-    """The content digest of a file, memoised per process while its size and mtime stay the same."""
-    stat = path.stat()
-    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 # ----------------------------------------------------------------------------- embedding backend

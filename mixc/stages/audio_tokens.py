@@ -27,6 +27,7 @@ import polars as pl
 
 from mixc.audio import SAMPLE_RATE
 from mixc.cache import Items
+from mixc.digest import tree_digest
 from mixc.ir import CheckpointAudioTokenizer, FsqTokenizer, Spec
 from mixc.stages.base import Context, StageError, StageRun, Stats
 from mixc.stages.chunk import CHUNKS
@@ -39,14 +40,6 @@ EVAL_CLIPS = 64
 CODES_SUFFIX = ".npz"
 AUDIO_VOCAB = "audio_vocab.json"  # codebook size and frame rate, for stages that do not load the model
 CHUNK_COLUMNS = ("chunk", "doc", "rec", "path", "index", "speaker", "start", "end", "text")
-
-
-def folder_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:32]
 
 
 def _library_versions() -> dict:
@@ -131,7 +124,7 @@ class LoadAudioTokenizer(StageRun):
 
     def fingerprint(self, ctx: Context) -> dict:
         cfg: CheckpointAudioTokenizer = ctx.spec.tokenizers.audio
-        return {"checkpoint": folder_digest(ctx.root / cfg.path)}
+        return {"checkpoint": tree_digest(ctx.root / cfg.path)}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         from mixc.audio_tokenizer import load_tokenizer
@@ -149,7 +142,7 @@ class Encode(ItemStage):
     suffix = CODES_SUFFIX
 
     def fingerprint(self, ctx: Context) -> dict:
-        return {"tokenizer": folder_digest(self._tokenizer(ctx))}
+        return {"tokenizer": tree_digest(self._tokenizer(ctx))}
 
     @staticmethod
     def _tokenizer(ctx: Context) -> Path:
@@ -198,7 +191,7 @@ class Encode(ItemStage):
                     total += len(stored["codes"])
         np.save(ctx.out / "offsets.npy", np.asarray(offsets, np.int64))
         chunks.select(CHUNK_COLUMNS).write_parquet(ctx.out / "chunks.parquet")
-        tokenizer = json.loads((self._tokenizer(ctx).parent / AUDIO_VOCAB).read_text())
+        tokenizer = read_audio_vocab(self._tokenizer(ctx).parent)
         seconds = float((chunks["end"] - chunks["start"]).sum()) if len(chunks) else 0.0
         meta = {"codebook_size": tokenizer["codebook_size"], "frame_rate": tokenizer.get("frame_rate", 12.5),
                 "seconds": round(seconds, 3), "codes": total}

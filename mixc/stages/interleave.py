@@ -97,10 +97,10 @@ def switches(audio: np.ndarray) -> int:
 
 
 def needed_draws(spec: Spec, name: str, code_counts: np.ndarray, text_chars: np.ndarray) -> int:
-    """How many distinct draws the budget's passes over this stream need (1 for deterministic)."""
+    """How many distinct draws the budget's passes over a stochastic stream need."""
     sampling = spec.interleave.sampling
     total = budget.total_tokens(spec)
-    if not isinstance(sampling, Stochastic) or total is None or not len(code_counts):
+    if total is None or not len(code_counts):
         return 1
     per_draw = float(np.sum(sampling.p * code_counts + (1 - sampling.p) * text_chars / CHARS_PER_TEXT_TOKEN))
     needed = budget.leaf_shares(spec.mixture).get(name, 0.0) * total
@@ -119,9 +119,13 @@ class Interleave(StageRun):
     kind = "interleave"
 
     def fingerprint(self, ctx: Context) -> dict:
-        chunks, _, offsets, _ = read_codes(ctx.input_of("encode"))
-        chars = chunks["text"].str.len_chars().to_numpy().astype(np.float64)
-        return {"draws": needed_draws(ctx.spec, ctx.stage.subject, np.diff(offsets), chars)}
+        """The number of draws: 1 for deterministic sampling (every draw is the same)."""
+        if not isinstance(ctx.spec.interleave.sampling, Stochastic):
+            return {"draws": 1}
+        encoded = ctx.input_of("encode")
+        chars = pl.read_parquet(encoded / CHUNK_META, columns=["text"])["text"].str.len_chars()
+        return {"draws": needed_draws(ctx.spec, ctx.stage.subject, np.diff(np.load(encoded / "offsets.npy")),
+                                      chars.to_numpy().astype(np.float64))}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         encoded = ctx.input_of("encode")
