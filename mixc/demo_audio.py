@@ -44,6 +44,7 @@ from mixc.audio import SAMPLE_RATE, to_mono_16k
 
 VOICES: tuple[str, ...] = ("awb", "rms", "slt", "kal16", "joe")
 PIPER_VOICE = "joe"
+FLITE_VOICES = tuple(v for v in VOICES if v != PIPER_VOICE)
 
 GAP_S = (0.3, 0.8)  # silence between turns
 EDGE_S = (0.3, 0.6)  # lead-in and tail silence
@@ -162,7 +163,7 @@ def factbook_sentences() -> tuple[str, ...]:
     return tuple(sentences)
 
 
-def read_sentences(count: int, voices: tuple[str, ...] = ("awb", "rms", "slt", "kal16")) -> list[tuple[np.ndarray, str]]:
+def read_sentences(count: int, voices: tuple[str, ...] = FLITE_VOICES) -> list[tuple[np.ndarray, str]]:
     """The first `count` clean Factbook sentences, each read alone by the next flite voice in turn:
     single-speaker (audio, transcript) clips for training and testing audio models."""
     return [(flite_speech(voices[i % len(voices)], text), text) for i, text in enumerate(factbook_sentences()[:count])]
