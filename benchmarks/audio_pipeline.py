@@ -1,7 +1,7 @@
 """The web-audio pipeline on generated conversations: quality against the known truth, speed per
 stage, and what a fine -> coarse recompile costs.
 
-Input: `--conversations` podcast-style conversations from `mixc.demo_audio` (2, 3 and 4 distinct
+Input: `--conversations` podcast-style conversations from `mixc.demo.audio` (2, 3 and 4 distinct
 speakers in turn; Debian flite voices and piper's joe; the true turns and transcripts beside each
 file), clean, or with pink noise at `--noise-snr` dB. A workspace spec takes them through every
 default backend (silero VAD, resemblyzer + clustering diarization, faster-whisper tiny.en) and fine
@@ -60,16 +60,16 @@ train {{ batch = 4 }}
 
 def corpus(root: Path, n: int, noise: float | None) -> float:
     """Writes the conversations; returns how long generating them took."""
-    from mixc.demo_audio import write_corpus
+    from mixc.demo.audio import write_corpus
     start = time.perf_counter()
     write_corpus(root / "data" / "web", n, seed=2026, noise_snr_db=noise)
     return time.perf_counter() - start
 
 
 def compile_spec(root: Path, name: str, text: str, workers: int):
-    from mixc.cache import Cache
-    from mixc.compile import compile_spec as run
-    from mixc.lower import load
+    from mixc.build.cache import Cache
+    from mixc.build.compile import compile_spec as run
+    from mixc.lang.lower import load
     (root / name).write_text(text)
     low = load(root / name)
     if not low.ok:
@@ -86,9 +86,9 @@ def quality(root: Path, result) -> dict:
     """DER, speaker counts, WER and boundary recall of one compile against the truth files."""
     import polars as pl
     from mixc.audio import Turn
-    from mixc.cache import Cache
-    from mixc.demo_audio import read_truth
-    from mixc.scoring import boundary_recall, der, speaker_changes, speaker_count_correct, wer
+    from mixc.build.cache import Cache
+    from mixc.demo.audio import read_truth
+    from mixc.demo.scoring import boundary_recall, der, speaker_changes, speaker_count_correct, wer
     from mixc.stages.items import read_recordings
 
     cache, runs = Cache(root / "cache"), result.runs

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from mixc.audio_tokenizer import AudioTokenizer, Clip, evaluate, train_fsq, train_kmeans
-from mixc.demo_audio import read_sentences
+from mixc.demo.audio import read_sentences
 
 LEVELS = (8, 5, 5, 5)
 ENCODE_THREADS = (1, 2)

@@ -142,8 +142,8 @@ def write_spec(root: Path, vocab: str = "32K", sample: str = "100MB", seq_len: i
 
 def load_plan(spec_path: Path):
     """(spec IR, stage dag) of a spec; exits when the spec does not lower."""
-    from mixc.lower import load
-    from mixc.plan import stages
+    from mixc.lang.lower import load
+    from mixc.plan.dag import stages
     low = load(spec_path)
     if not low.ok:
         raise SystemExit(f"benchmark spec does not lower: {[d.message for d in low.diagnostics]}")

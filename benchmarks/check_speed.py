@@ -4,10 +4,10 @@ A valid ~5,000-line `.mix` spec is generated into a temporary directory (many `t
 `audio` sources, one field per line, and a nested `mixture` whose shares are all clean numbers
 summing to 100%). Three things are timed on it, best of N runs with `time.perf_counter`:
 
-- lark bare parse: `mixc.syntax.parser().parse(text)`, Lark's LALR parse to a parse tree
+- lark bare parse: `mixc.lang.syntax.parser().parse(text)`, Lark's LALR parse to a parse tree
   (the parser is built once before timing). This is the baseline.
-- mixc parse:      `mixc.syntax.parse(text, path)`, text -> AST with spans.
-- whole check:     `mixc.check.run(mixc.lower.load(path))`, reading the file, parse, lowering
+- mixc parse:      `mixc.lang.syntax.parse(text, path)`, text -> AST with spans.
+- whole check:     `mixc.lang.check.run(mixc.lang.lower.load(path))`, reading the file, parse, lowering
   and every check (file globs included), i.e. what `mixc check --no-sizes` does.
 
 The target is a whole check costing at most 3x the bare Lark parse. The script always exits 0;
@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mixc.check import run
-from mixc.diagnostics import Severity
-from mixc.lower import load
-from mixc.syntax import parse, parser
+from mixc.lang.check import run
+from mixc.lang.diagnostics import Severity
+from mixc.lang.lower import load
+from mixc.lang.syntax import parse, parser
 
 from bench_corpus import emit
 

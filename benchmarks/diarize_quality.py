@@ -1,11 +1,11 @@
 """How good and how fast is speaker diarization on conversations with known turns.
 
-Setup: `mixc.demo_audio` conversations (flite voices awb, rms, slt, kal16 and piper's joe; 0.3-0.8 s
+Setup: `mixc.demo.audio` conversations (flite voices awb, rms, slt, kal16 and piper's joe; 0.3-0.8 s
 between turns, about one turn in five continuing the same speaker), 2, 3 and 4 speakers clean, the same
 counts under pink noise at each --snr, and single-speaker recordings. Each recording goes through
 silero VAD (`Vad()` defaults), then the diarizer under test with one thread; only `turns()` is timed.
 
-Scores (`mixc.scoring`): DER with a +-0.25 s collar around reference boundaries (overlap scored), and
+Scores (`mixc.demo.scoring`): DER with a +-0.25 s collar around reference boundaries (overlap scored), and
 whether the number of speakers found is right. xRT = seconds of audio per wall second of `turns()`
 (per CPU second as well, which is what counts on a shared machine).
 
@@ -25,9 +25,9 @@ import numpy as np
 from mixc.audio import SAMPLE_RATE
 from mixc.backends.diarize import load_diarizer
 from mixc.backends.vad import load_vad
-from mixc.demo_audio import conversation, corpus_seed
+from mixc.demo.audio import conversation, corpus_seed
 from mixc.ir import Diarize, Vad
-from mixc.scoring import der, speaker_count_correct
+from mixc.demo.scoring import der, speaker_count_correct
 
 COUNTS = (2, 3, 4)
 TURNS = 8

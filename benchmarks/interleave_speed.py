@@ -102,8 +102,8 @@ def run(root: Path, spec, dag, sid: str, inputs: dict[str, Path], out: Path):
 
 
 def measure(docs: int, repeat: int) -> dict:
-    from mixc.lower import load
-    from mixc.plan import stages
+    from mixc.lang.lower import load
+    from mixc.plan.dag import stages
 
     tmp = Path(tempfile.mkdtemp(prefix="mixc-interleave-"))
     try:

@@ -100,7 +100,7 @@ def measure(tokens: int, repeat: int, keep: Path | None) -> dict:
     from mixc.stages.base import Context
     from mixc.stages.shards import STREAM, columns
     from mixc.stages.tokenizer import read_vocab
-    from mixc.vocab import layout
+    from mixc.plan.vocab import layout
 
     start = time.perf_counter()
     import streaming  # noqa: F401  (first import: torch and more; paid once per compile, kept out of the rows)

@@ -20,12 +20,12 @@ NO_SIZES = click.option("--no-sizes", is_flag=True,
 
 
 def _load_and_check(path: str, sizes_wanted: bool):
-    from mixc.check import check_file
+    from mixc.lang.check import check_file
     return check_file(path, sizes_wanted)
 
 
 def _has_errors(diags) -> bool:
-    from mixc.diagnostics import Severity
+    from mixc.lang.diagnostics import Severity
     return any(d.severity is Severity.ERROR for d in diags)
 
 
@@ -57,7 +57,7 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
     source line, a caret under the span and a hint. Exit status: 0 when no spec has errors
     (warnings allowed), 1 when any has, 2 on usage errors.
     """
-    from mixc.diagnostics import render_all, to_json
+    from mixc.lang.diagnostics import render_all, to_json
     failed = False
     reports = []
     for path in specs:
@@ -93,10 +93,10 @@ def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
     when the cache exists, whether `mixc compile` would take it from the cache or build it
     (this reads input files to hash them; --no-sizes skips it).
     """
-    from mixc import plan as planner
-    from mixc import sizes
-    from mixc.diagnostics import render_all
-    from mixc.report import plan_json, plan_text
+    from mixc.plan import dag as planner
+    from mixc.plan import sizes
+    from mixc.lang.diagnostics import render_all
+    from mixc.plan.report import plan_json, plan_text
     low, diags = _load_and_check(spec, False)
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts), err=fmt == "json")
@@ -111,11 +111,11 @@ def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
 
 def _cache_preview(low, dag, cache_dir: Path | None) -> dict[str, bool] | None:
     """Cache hits per stage, when there is a cache to look in."""
-    from mixc.cache import Cache, default_root
+    from mixc.build.cache import Cache, default_root
     root = cache_dir or default_root(low.root)
     if not root.is_dir():
         return None
-    from mixc.execute import Executor
+    from mixc.build.execute import Executor
     return Executor(low.ir, low.root, Cache(root, create=False)).preview(dag)
 
 
@@ -129,9 +129,9 @@ def diff(a: str, b: str, fmt: str) -> None:
     An ablation should change one factor; a diff touching more prints a warning. A change that
     invalidates no stage (mixture ratios, budget, training settings) says "plan only".
     """
-    from mixc.diagnostics import render_all
-    from mixc.diff import diff as spec_diff
-    from mixc.report import diff_text
+    from mixc.lang.diagnostics import render_all
+    from mixc.plan.diff import diff as spec_diff
+    from mixc.plan.report import diff_text
     lows = []
     for path in (a, b):
         low, diags = _load_and_check(path, False)
@@ -174,9 +174,9 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
     OUT/mix.lock (hashes of every source, the tokenizer and every shard) and OUT/report.md
     (tokens per stream vs the spec, drops by reason, cache hits, time per stage).
     """
-    from mixc.cache import Cache, default_root
-    from mixc.compile import CompileError, compile_spec
-    from mixc.diagnostics import render_all
+    from mixc.build.cache import Cache, default_root
+    from mixc.build.compile import CompileError, compile_spec
+    from mixc.lang.diagnostics import render_all
     low, diags = _load_and_check(spec, False)
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts))
@@ -233,11 +233,11 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
                 of its true speaker turns and transcript beside it. Needs `flite` (scripts/setup.sh
                 installs it).
     """
-    from mixc.demo_data import write_factbook
+    from mixc.demo.data import write_factbook
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
     if conversations:
-        from mixc.demo_audio import TtsMissing, write_corpus
+        from mixc.demo.audio import TtsMissing, write_corpus
         show = sys.stderr.isatty() if progress is None else progress
         try:
             paths = write_corpus(out / "web-audio", conversations, noise_snr_db=noise_snr, progress=_progress(show))
@@ -271,9 +271,9 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool, stdout: bool,
     Comments are kept. `--check` is for CI. `--resolved` prints what a spec means after
     `extends` and defaults, with paths relative to the workspace root.
     """
-    from mixc.diagnostics import SpecError, Sources, render_all
-    from mixc.fmt import format_spec, print_ir
-    from mixc.syntax import decode, parse
+    from mixc.lang.diagnostics import SpecError, Sources, render_all
+    from mixc.lang.fmt import format_spec, print_ir
+    from mixc.lang.syntax import decode, parse
     if resolved:
         _print_resolved(_spec_files(paths), print_ir)
         return
@@ -307,7 +307,7 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool, stdout: bool,
 
 
 def _print_resolved(files: list[str], print_ir) -> None:
-    from mixc.diagnostics import render_all
+    from mixc.lang.diagnostics import render_all
     for path in files:
         low, diags = _load_and_check(path, False)
         if _has_errors(diags):

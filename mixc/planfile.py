@@ -13,7 +13,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PLAN_SCHEMA = "mixc.plan/1"
+PLAN_SCHEMA = "mixc.plan.dag/1"
 LOCK_SCHEMA = "mixc.lock/1"
 
 
@@ -91,7 +91,7 @@ class _Document(_Model):
 
 
 class Plan(_Document):
-    schema_: Literal["mixc.plan/1"] = Field(PLAN_SCHEMA, alias="schema")
+    schema_: Literal["mixc.plan.dag/1"] = Field(PLAN_SCHEMA, alias="schema")
     spec: str = Field(description="the spec this plan was compiled from (as given on the command line)")
     ir_hash: str
     seed: int

@@ -13,4 +13,4 @@ def test_every_error_message_is_in_the_language_reference(out):
 
 
 def test_the_reference_shows_the_grammar_verbatim():
-    assert (REPO / "mixc" / "grammar.lark").read_text() in LANGUAGE
+    assert (REPO / "mixc" / "lang" / "grammar.lark").read_text() in LANGUAGE

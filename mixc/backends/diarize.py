@@ -31,7 +31,7 @@ import numpy as np
 
 from mixc.audio import SAMPLE_RATE, Region, Turn
 from mixc.backends import MissingWeights as BackendMissingWeights
-from mixc.digest import model_file_digest as file_digest
+from mixc.hashing import model_file_digest as file_digest
 from mixc.ir import Diarize
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 
 from mixc.audio import SAMPLE_RATE
-from mixc.cache import Items
-from mixc.digest import tree_digest
+from mixc.build.cache import Items
+from mixc.hashing import tree_digest
 from mixc.ir import CheckpointAudioTokenizer, FsqTokenizer, Spec
 from mixc.stages.base import Context, StageError, StageRun, Stats
 from mixc.stages.chunk import CHUNKS

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from mixc.cache import Items
-from mixc.digest import file_digest
+from mixc.build.cache import Items
+from mixc.hashing import file_digest
 from mixc.ir import Spec
-from mixc.plan import Stage
+from mixc.plan.dag import Stage
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], str, int | None], Iterator[T]]

@@ -28,9 +28,9 @@ from typing import Any
 import polars as pl
 
 from mixc.audio import SAMPLE_RATE, AudioError, TooLong, decode, too_long
-from mixc.cache import Items
+from mixc.build.cache import Items
 from mixc.ir import AudioSource
-from mixc.sizes import AUDIO_SUFFIXES, expand
+from mixc.plan.sizes import AUDIO_SUFFIXES, expand
 from mixc.stages.base import Context, StageError, Stats
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
 

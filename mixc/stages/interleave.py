@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from mixc import budget
+from mixc.plan import budget
 from mixc.ir import Deterministic, Interleave as InterleaveSpec, Spec, Stochastic
 from mixc.stages.base import Context, StageRun, Stats
 from mixc.stages.tokenizer import load_codec, read_vocab
 from mixc.stages.tokens import TokenWriter
-from mixc.vocab import Layout, layout
+from mixc.plan.vocab import Layout, layout
 
 CHARS_PER_TEXT_TOKEN = 4.0  # only for estimating how many draws the budget needs
 CHUNK_META = "chunks.parquet"

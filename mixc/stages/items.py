@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from mixc.cache import Items
+from mixc.build.cache import Items
 from mixc.ir import Spec
 from mixc.stages.base import Context, StageRun, Stats
 

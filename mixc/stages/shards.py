@@ -13,7 +13,7 @@ import numpy as np
 
 from mixc.stages.audio_tokens import read_audio_vocab
 from mixc.stages.base import Context, StageRun, Stats
-from mixc.vocab import TextVocab, layout
+from mixc.plan.vocab import TextVocab, layout
 
 STREAM = "mds"
 BLOCK_TOKENS = 1 << 22  # about this many tokens of rows are read and converted at a time

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixc.ir import TextSource
-from mixc.sizes import expand
+from mixc.plan.sizes import expand
 from mixc.stages.base import Context, StageRun, Stats
 
 DOCS = "docs.parquet"

@@ -17,7 +17,7 @@ from typing import Protocol
 from mixc.ir import BpeTokenizer, FileTokenizer, TiktokenTokenizer
 from mixc.stages.base import Context, StageRun, Stats
 from mixc.stages.text import iter_docs
-from mixc.vocab import TextVocab
+from mixc.plan.vocab import TextVocab
 
 EOS, PAD = "<|eos|>", "<|pad|>"
 EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "<|end_of_text|>")

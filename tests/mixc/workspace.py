@@ -7,9 +7,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixc.cache import Cache
-from mixc.compile import Result, compile_spec
-from mixc.lower import load
+from mixc.build.cache import Cache
+from mixc.build.compile import Result, compile_spec
+from mixc.lang.lower import load
 
 WORDS = ("the river city north coast trade grain iron port hills winter rain market people language "
          "capital island border forest valley summer road bridge harbour mountain salt wool").split()

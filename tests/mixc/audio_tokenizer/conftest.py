@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixc.audio_tokenizer import Clip, FSQTokenizer, KMeansTokenizer, train_fsq, train_kmeans
-from mixc.demo_audio import read_sentences
+from mixc.demo.audio import read_sentences
 
 TRAIN_CLIPS = 16  # ~90 s of speech
 HELD_OUT_CLIPS = 4

@@ -16,9 +16,9 @@ import pytest
 from mixc.audio import SAMPLE_RATE, Turn
 from mixc.backends.asr import (MAX_CLIP_S, WHISPERX_PYTHON_ENV, MissingWeights, WorkerAsr, WorkerError,
                                clip_spans, load_asr, model_dir, model_revision)
-from mixc.demo_audio import conversation
+from mixc.demo.audio import conversation
 from mixc.ir import Asr
-from mixc.scoring import wer
+from mixc.demo.scoring import wer
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
 # tiny.en (beam 1) measured 0.17-0.20 corpus WER on such conversations (Factbook text, many proper

@@ -20,9 +20,9 @@ from mixc.audio import SAMPLE_RATE, Region, Turn
 from mixc.backends import MissingWeights as BackendMissingWeights
 from mixc.backends.diarize import MissingWeights, Piece, join_pieces, load_diarizer, model_revision
 from mixc.backends.vad import load_vad
-from mixc.demo_audio import conversation
+from mixc.demo.audio import conversation
 from mixc.ir import Diarize, Vad
-from mixc.scoring import der
+from mixc.demo.scoring import der
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")  # flite renders in milliseconds; piper's voice takes seconds
 # benchmarks/diarize_quality.py on 54 clean 2-4 speaker demo conversations: DER mean 0.011, max 0.081

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixc.cache import Items
-from mixc.lower import load
-from mixc.plan import stages
+from mixc.build.cache import Items
+from mixc.lang.lower import load
+from mixc.plan.dag import stages
 from mixc.stages import REGISTRY
 from mixc.stages.base import Context, Stats
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from mixc.audio import SAMPLE_RATE
-from mixc.cache import Cache
-from mixc.demo_audio import read_sentences
+from mixc.build.cache import Cache
+from mixc.demo.audio import read_sentences
 from mixc.stages.audio_tokens import AUDIO_VOCAB, TOKENIZER
 from mixc.stages.transcripts import SCHEMA, UTTERANCES
 from tests.mixc.stages.helpers import run_stage, spec_of

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 
 from mixc.audio import SAMPLE_RATE, AudioError, decode
-from mixc.cache import Cache
-from mixc.execute import Executor
-from mixc.lower import load
-from mixc.plan import stages
+from mixc.build.cache import Cache
+from mixc.build.execute import Executor
+from mixc.lang.lower import load
+from mixc.plan.dag import stages
 
 SPEC = """
 source web : audio {{

@@ -1,0 +1,115 @@
+"""report.md for `mixc compile`: what was built, token counts vs the spec, drops, cache hits, time."""
+
+from __future__ import annotations
+
+from mixc.build.execute import Run
+from mixc.planfile import Plan
+
+
+def _drops(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {reason}" for reason, n in sorted(dropped.items())) or "-"
+
+
+def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
+    """report.md: token counts per stream vs the spec, drops by reason, cache hits, time per stage."""
+    hits = sum(r.hit for r in runs.values())
+    lines = [f"# Compile report: {plan.spec}", "",
+             f"IR hash `{plan.ir_hash}`, seed {plan.seed}. {len(runs)} stages: {hits} from the cache, "
+             f"{len(runs) - hits} built; {seconds:.1f} s in all.", "",
+             f"Budget: {plan.trainer.steps:,} steps x {plan.trainer.global_batch} sequences x {plan.seq_len} tokens "
+             f"= {plan.epoch_samples:,} sequences ({plan.epoch_samples * plan.seq_len:,} tokens).", "",
+             "## Streams", ""]
+    rows = [[s.name, f"{s.share:.2%}", f"{s.choose / plan.epoch_samples:.2%}", f"{s.samples:,}", f"{s.choose:,}",
+             f"{s.repeat:.2f}", f"{s.tokens:,}"] for s in plan.streams]
+    lines += _md_table(["stream", "spec share", "realised share", "sequences", "drawn per epoch", "passes",
+                        "tokens compiled"], rows)
+    lines += ["", "## Stages", ""]
+    rows = [[sid, "cache" if r.hit else "built", f"{r.stats.items_in:,}", f"{r.stats.items_out:,}",
+             _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
+    lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
+    lines += _web_audio(runs) + _audio_tokenizer(runs) + _interleaving(runs)
+    quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
+    if quarantined:
+        lines += ["", "## Quarantined inputs", ""]
+        lines += _md_table(["stage", "item", "reason"], [[sid, q["item"], q["reason"]] for sid, q in quarantined])
+    v = plan.vocab
+    lines += ["", "## Vocabulary", "",
+              f"{v.size:,} ids ({v.dtype}): text 0-{v.text_size - 1} ({v.tokenizer_kind}, EOS {v.eos}, PAD {v.pad})"
+              + (f", audio codes {v.audio_offset}-{v.audio_offset + v.audio_size - 1}" if v.audio_size else "")
+              + (", markers " + ", ".join(f"{m} {i}" for m, i in v.markers.items()) if v.markers else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _of(runs: dict[str, Run], kind: str, subject: str) -> Run | None:
+    return runs.get(f"{kind}:{subject}")
+
+
+def _web_audio(runs: dict[str, Run]) -> list[str]:
+    """Per audio source: recordings, hours, speech, speakers, utterances kept, chunk lengths."""
+    subjects = sorted(r.stage.subject for r in runs.values() if r.stage.kind == "chunk")
+    if not subjects:
+        return []
+    rows = []
+    for name in subjects:
+        ingest, vad, diarize, filt, chunk = (_of(runs, k, name) for k in ("ingest", "vad", "diarize", "filter", "chunk"))
+        c = chunk.stats.counts
+        quarantined = len(ingest.stats.quarantined) if ingest else 0
+        rows.append([name, f"{ingest.stats.items_out:,} of {ingest.stats.counts.get('files', 0):,}" if ingest else "-",
+                     str(quarantined), f"{ingest.stats.counts.get('seconds', 0) / 3600:.2f}" if ingest else "-",
+                     f"{vad.stats.counts.get('speech_seconds', 0) / 3600:.2f}" if vad else "-",
+                     f"{diarize.stats.counts.get('speakers', 0):,}" if diarize else "-",
+                     f"{filt.stats.items_out:,} of {filt.stats.items_in:,}" if filt else "-",
+                     _drops(filt.stats.dropped) if filt else "-",
+                     _granularity(chunk), f"{c.get('chunks', 0):,}",
+                     *(f"{c.get(f'chunk_seconds_{k}', 0):.1f}" for k in ("mean", "p50", "p95"))])
+    return ["", "## Web audio", ""] + _md_table(
+        ["source", "recordings", "quarantined", "hours", "speech hours", "speakers (sum)", "utterances kept",
+         "utterance drops", "granularity", "chunks", "mean s", "p50 s", "p95 s"], rows)
+
+
+def _granularity(run: Run) -> str:
+    import json
+    path = run.path / "chunk.json"
+    return json.loads(path.read_text()).get("granularity", "?") if path.exists() else "?"
+
+
+TOKENIZER_FIGURES = (("recon_l1", "reconstruction L1 (normalised log-mel)"),
+                     ("recon_mean_baseline", "the same, predicting the mean"),
+                     ("recon_vs_mean", "reconstruction / mean baseline"), ("ctc", "CTC loss (nats per character)"),
+                     ("cer", "greedy CTC character error rate"), ("usage_perplexity", "code usage perplexity"),
+                     ("usage_share", "share of codes used"), ("tokens_per_second", "tokens per second of audio"))
+
+
+def _audio_tokenizer(runs: dict[str, Run]) -> list[str]:
+    """The trained (or loaded) audio tokenizer's quality on held-out utterances."""
+    run = next((r for r in runs.values() if r.stage.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
+    if run is None:
+        return []
+    c = run.stats.counts
+    where = ("held-out utterances" if c.get("held_out") else "its training utterances (too few to hold any out)")
+    head = [f"{run.stage.id}: codebook {c.get('codebook_size', 0):,}"
+            + (f", trained on {c.get('train_seconds', 0) / 60:.1f} min of speech; measured on {c.get('eval_clips', 0)} "
+               f"{where}." if "train_seconds" in c else " (loaded from a checkpoint).")]
+    rows = [[label, f"{c[key]:.3f}"] for key, label in TOKENIZER_FIGURES if key in c]
+    return ["", "## Audio tokenizer", ""] + head + ([""] + _md_table(["figure", "value"], rows) if rows else [])
+
+
+def _interleaving(runs: dict[str, Run]) -> list[str]:
+    """Per speech stream: draws, modality switches per document, the audio/text token split."""
+    inter = sorted((r for r in runs.values() if r.stage.kind == "interleave"), key=lambda r: r.stage.subject)
+    if not inter:
+        return []
+    rows = []
+    for run in inter:
+        c = run.stats.counts
+        audio, text = c.get("audio_tokens", 0), c.get("text_tokens", 0)
+        rows.append([run.stage.subject, str(c.get("draws", 1)), f"{c.get('documents', 0):,}",
+                     f"{c.get('chunks_per_document', 0):.1f}", f"{c.get('switches_per_document', 0):.2f}",
+                     f"{audio:,}", f"{text:,}", f"{audio / max(audio + text, 1):.1%}"])
+    return ["", "## Interleaving", ""] + _md_table(
+        ["stream", "draws", "documents", "chunks / document", "switches / document", "audio tokens", "text tokens",
+         "audio share"], rows)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + ["| " + " | ".join(r) + " |" for r in rows]

@@ -1,0 +1,303 @@
+"""Semantic checks over lowered IR. Each check is a pure function returning diagnostics; `run`
+collects them all so one `mixc check` reports every problem at once."""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from collections.abc import Callable, Iterator
+
+from mixc.plan import budget
+from mixc.lang.diagnostics import Diagnostic, Span, error, sort_key, warning
+from mixc.ir import (AudioSource, BpeTokenizer, FsqTokenizer, KmeansTokenizer, MixGroup, MixLeaf, Spec, Stochastic,
+                     TextSource)
+from mixc.lang.lower import Lowered, did_you_mean, load
+from mixc.plan.sizes import SourceSize, estimate
+
+SHARE_TOLERANCE = 1e-6
+FLITE_VOICES = ("awb", "rms", "slt", "kal16", "kal")
+MIN_SEQ_LEN = 16
+MIN_FSQ_LEVEL = 3  # FSQ with level 2 needs its symmetric mode, which the tokenizer does not use
+TOKEN_RATE = 12.5  # Hz: 16 kHz, 100 mel frames/s, 8x downsampling
+
+
+def _kind_of(spec: Spec, name: str) -> str | None:
+    if name in spec.sources:
+        return spec.sources[name].kind
+    if name in spec.generators:
+        return spec.generators[name].kind
+    return None
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiouh" else "a"
+
+
+def _wanted(kinds: tuple[str, ...]) -> str:
+    sources = [k for k in kinds if k in ("audio", "text", "html")]
+    gens = [k for k in kinds if k in ("krist", "quest")]
+    parts = []
+    if sources:
+        parts.append(f"{_a(sources[0])} {' or '.join(sources)} source")
+    if gens:
+        parts.append(f"{_a(gens[0])} {' or '.join(gens)} generator")
+    return ", or ".join(parts)
+
+
+def check_refs(low: Lowered) -> Iterator[Diagnostic]:
+    spec = low.ir
+    names = list(spec.sources) + list(spec.generators)
+    for use in low.refs:
+        if use.name in low.failed_names:
+            continue
+        kind = _kind_of(spec, use.name)
+        wanted = _wanted(use.kinds)
+        if kind is None:
+            candidates = [n for n in names if _kind_of(spec, n) in use.kinds] or names
+            yield error("name.unknown-ref", f"unknown source or generator '{use.name}'", use.span,
+                        did_you_mean(use.name, candidates, "names") or "define it with `source NAME : KIND { ... }`")
+        elif kind not in use.kinds:
+            hint = ("html pages feed generators: mix a `generator NAME : krist { pages = ... }` instead"
+                    if kind == "html" else None)
+            what = "generator" if kind in ("krist", "quest") else "source"
+            yield error("name.wrong-kind", f"'{use.name}' is {_a(kind)} {kind} {what}; this place takes {wanted}",
+                        use.span, hint)
+
+
+def check_name_clash(low: Lowered) -> Iterator[Diagnostic]:
+    """Sources and generators share one namespace: the mixture names them alike."""
+    spec = low.ir
+    for name in sorted(set(spec.sources) & set(spec.generators)):
+        yield error("name.duplicate", f"'{name}' names both a source and a generator",
+                    low.span(("generators", name)), f"rename one of them; the source '{name}' is defined too")
+
+
+def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, tuple[str, ...]]]:
+    yield group, path
+    for member in group.members:
+        if isinstance(member, MixGroup):
+            yield from _groups(member, path + (member.name,))
+
+
+def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
+    spec = low.ir
+    if low.failed_under(("mixture",)):
+        return
+    if not spec.mixture.members:
+        yield error("mixture.empty", "the spec has no mixture", low.span(("mixture",)) or _top(low),
+                    "add `mixture { 100% NAME }` naming the sources to train on")
+        return
+    seen: dict[str, tuple[str, ...]] = {}
+    for group, path in _groups(spec.mixture, ("mixture",)):
+        total = sum(m.share for m in group.members)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            shares = " + ".join(f"{m.share * 100:g}% {m.name}" for m in group.members)
+            where = low.span(path)
+            label = "the mixture" if len(path) == 1 else f"group '{path[-1]}'"
+            yield error("mixture.shares", f"shares in {label} sum to {total * 100:g}%, not 100%", where,
+                        f"{shares}; the shares within a group add up to 100%")
+        for member in group.members:
+            mpath = path + (member.name,)
+            if member.share <= 0:
+                yield error("mixture.share-range", f"share of '{member.name}' must be above 0%",
+                            low.span(mpath + ("share",)), "drop the entry instead of giving it 0%")
+            if isinstance(member, MixLeaf):
+                if member.name in seen:
+                    yield error("mixture.duplicate-leaf", f"'{member.name}' appears twice in the mixture",
+                                low.span(mpath), "give each source one place; shares multiply down the tree",
+                                (("first here", low.span(seen[member.name])),))
+                seen[member.name] = mpath
+            elif member.name in spec.sources or member.name in spec.generators:
+                yield error("mixture.group-name", f"group '{member.name}' has the name of a source",
+                            low.span(mpath), "rename the group")
+
+
+def check_repeats(low: Lowered) -> Iterator[Diagnostic]:
+    for collection, items in (("sources", low.ir.sources), ("generators", low.ir.generators)):
+        for name, item in items.items():
+            cap = getattr(item, "max_repeats", None)
+            if cap is not None and cap <= 0:
+                yield error("repeats.cap", f"max_repeats of '{name}' must be above 0, found {cap:g}",
+                            low.span((collection, name, "max_repeats")), "a cap of 1 means one pass over the data")
+
+
+def check_sampling(low: Lowered) -> Iterator[Diagnostic]:
+    sampling = low.ir.interleave.sampling
+    if isinstance(sampling, Stochastic) and not 0 < sampling.p < 1:
+        yield error("interleave.p", f"sampling probability p must lie strictly between 0 and 1, found {sampling.p:g}",
+                    low.span(("interleave", "sampling", "p")),
+                    "p is the chance that a chunk is audio; use 0.5 for the paper's stochastic setting")
+
+
+def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
+    for name, source in spec.sources.items():
+        if isinstance(source, AudioSource):
+            base = ("sources", name)
+            if not 0 < source.vad.threshold < 1:
+                yield base + ("vad", "threshold"), "vad threshold must lie between 0 and 1", "the paper-style default is 0.5"
+            if source.filters.min_duration >= source.filters.max_duration:
+                yield base + ("filters", "max_duration"), "filters: max_duration must exceed min_duration", "raise max_duration"
+            chunk = source.chunk
+            if getattr(chunk, "min", 0) >= chunk.max:
+                yield base + ("chunk", "max"), "chunk max must exceed chunk min", "fine chunks default to 1s..20s"
+            if source.diarize.min_speakers > source.diarize.max_speakers:
+                yield base + ("diarize", "max_speakers"), "max_speakers is below min_speakers", "swap them"
+            if source.asr.batch < 1:
+                yield base + ("asr", "batch"), "asr batch must be at least 1", None
+    if spec.pack.seq_len < MIN_SEQ_LEN:
+        yield ("pack", "seq_len"), f"seq_len must be at least {MIN_SEQ_LEN}", "the paper packs 16384 tokens"
+    if spec.train.batch < 1:
+        yield ("train", "batch"), "batch must be at least 1", None
+    micro = spec.train.micro_batch
+    if micro is not None and (micro < 1 or micro > spec.train.batch):
+        yield ("train", "micro_batch"), "micro_batch must lie between 1 and batch", None
+    audio = spec.tokenizers.audio
+    if isinstance(audio, FsqTokenizer) and any(level < MIN_FSQ_LEVEL for level in audio.levels):
+        yield (("tokenizers", "audio", "levels"), f"every FSQ level must be at least {MIN_FSQ_LEVEL}",
+               "the paper-style default is [8, 5, 5, 5]")
+    if isinstance(audio, (FsqTokenizer, KmeansTokenizer)) and audio.frame_rate != TOKEN_RATE:
+        yield (("tokenizers", "audio", "frame_rate"), f"the audio tokenizers run at {TOKEN_RATE:g} Hz only",
+               "12.5Hz is 16 kHz audio at 100 log-mel frames/s, downsampled 8x: 80 ms per token")
+    if isinstance(audio, KmeansTokenizer) and audio.codebook < 2:
+        yield (("tokenizers", "audio", "codebook"), "a k-means codebook needs at least 2 clusters",
+               "1000 clusters match the code count of FSQ levels [8, 5, 5, 5]")
+    text = spec.tokenizers.text
+    if isinstance(text, BpeTokenizer) and text.vocab < 300:
+        yield ("tokenizers", "text", "vocab"), "a BPE vocabulary needs at least 300 entries (256 bytes + merges)", None
+
+
+def check_ranges(low: Lowered) -> Iterator[Diagnostic]:
+    for path, message, hint in _ranges(low.ir):
+        yield error("value.range", message, low.span(path), hint)
+
+
+def check_backends(low: Lowered) -> Iterator[Diagnostic]:
+    for name, source in low.ir.sources.items():
+        if isinstance(source, AudioSource) and source.diarize.backend == "pyannote" and not source.diarize.model:
+            yield error("backend.model", f"source '{name}': the pyannote diarizer needs a model",
+                        low.span(("sources", name, "diarize")),
+                        'add `model = "/path/to/pipeline"` (a local folder, or a hub id already in your cache)')
+    for name, gen in low.ir.generators.items():
+        tts = gen.tts
+        path = ("generators", name, "tts", "voices")
+        if not tts.voices:
+            yield error("tts.voices", f"generator '{name}' has no voices", low.span(path), "list at least one voice")
+        if tts.backend == "flite":
+            for voice in tts.voices:
+                if voice not in FLITE_VOICES:
+                    yield error("backend.voice", f"unknown flite voice '{voice}'; known: {', '.join(FLITE_VOICES)}",
+                                low.span(path), did_you_mean(voice, list(FLITE_VOICES)))
+        if gen.llm.backend == "vllm" and not gen.llm.model:
+            yield error("backend.model", f"generator '{name}': the vllm backend needs a model",
+                        low.span(("generators", name, "llm")), 'add `model = "/path/to/model"` inside llm { }')
+
+
+def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
+    spec = low.ir
+    text = spec.tokenizers.text
+    used = set(budget.leaf_shares(spec.mixture)) if spec.mixture.members else set()
+    if isinstance(text, BpeTokenizer) and not text.train_on and not any(
+            isinstance(s, TextSource) for s in spec.sources.values()):
+        yield error("tokenizer.no-data", "the bpe text tokenizer has no text source to train on",
+                    low.span(("tokenizers", "text")), "add a text source, or use `tokenizer text : tiktoken {}`")
+    speech = [n for n in used if _kind_of(spec, n) in ("audio", "krist", "quest")]
+    audio = spec.tokenizers.audio
+    if speech and isinstance(audio, FsqTokenizer) and not audio.train_on and not any(
+            isinstance(s, AudioSource) for s in spec.sources.values()) and not spec.generators:
+        yield error("tokenizer.no-data", "the fsq audio tokenizer has no audio to train on",
+                    low.span(("tokenizers", "audio")), "add an audio source, or load one with `: checkpoint`")
+
+
+def check_budget_declared(low: Lowered) -> Iterator[Diagnostic]:
+    spec = low.ir
+    b = spec.budget
+    if low.failed_under(("budget",)):
+        return
+    if b.tokens is None and b.steps is None:
+        yield error("budget.missing", "the spec sets no training budget", low.span(("budget",)) or _top(low),
+                    "add `budget { tokens = 1B }` or `budget { steps = 10K }`")
+    elif b.tokens is not None and b.steps is not None:
+        implied = b.steps * spec.train.batch * spec.pack.seq_len
+        if abs(implied - b.tokens) > 0.01 * b.tokens:
+            yield error("budget.inconsistent",
+                        f"budget gives both tokens ({b.tokens:,}) and steps, which imply {implied:,} tokens",
+                        low.span(("budget", "tokens")), "give one of them; steps x batch x seq_len sets the other")
+
+
+def check_unused(low: Lowered) -> Iterator[Diagnostic]:
+    spec = low.ir
+    if not spec.mixture.members:
+        return
+    used = set(budget.leaf_shares(spec.mixture))
+    for gen_name, gen in spec.generators.items():
+        if gen_name in used:
+            used.add(gen.pages)
+    for collection, items in (("sources", spec.sources), ("generators", spec.generators)):
+        for name in items:
+            span = low.span((collection, name))
+            if name not in used and span is not None and span.file == low.files[0]:
+                yield warning("name.unused", f"'{name}' is defined but not in the mixture", span,
+                              "add it to `mixture { }` or remove it")
+
+
+def check_files(low: Lowered) -> Iterator[Diagnostic]:
+    for use in low.file_uses:
+        full = use.pattern if os.path.isabs(use.pattern) else str(low.root / use.pattern)
+        if use.glob and globlib.has_magic(full):
+            if not any(True for _ in globlib.iglob(full, recursive=True)):
+                yield warning("files.empty-glob", f"'{use.written}' matches no files", use.span,
+                              f"looked for {os.path.relpath(full)}; paths are relative to the spec that names them")
+        elif not os.path.exists(full):
+            yield error("files.missing", f"file not found: {use.written}", use.span,
+                        f"looked for {os.path.relpath(full)}; paths are relative to the spec that names them")
+
+
+def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnostic]:
+    """With sizes known, a leaf whose needed repeats exceed its cap makes the budget infeasible."""
+    spec = low.ir
+    available = {n: s.tokens for n, s in sizes.items() if s.tokens}
+    for name, needed in budget.repeats_needed(spec, available).items():
+        cap = budget.repeat_cap(spec, name)
+        if needed is None or cap is None or cap <= 0 or needed <= cap:
+            continue
+        collection = "sources" if name in spec.sources else "generators"
+        yield error("budget.infeasible",
+                    f"the budget needs {needed:.1f} passes over '{name}' but max_repeats is {cap:g}",
+                    low.span((collection, name, "max_repeats")) or low.span(("mixture",)),
+                    f"'{name}' holds ~{available[name]:,.0f} tokens; lower the budget or its share, "
+                    "raise the cap, or add data")
+
+
+CHECKS: tuple[Callable[[Lowered], Iterator[Diagnostic]], ...] = (
+    check_refs, check_name_clash, check_mixture, check_repeats, check_sampling, check_ranges, check_backends,
+    check_tokenizers, check_budget_declared, check_unused, check_files,
+)
+
+
+def _top(low: Lowered) -> Span | None:
+    return Span(low.files[0], 1, 1, 1, 2) if low.files else None
+
+
+def run(low: Lowered, sizes: dict[str, SourceSize] | None = None) -> list[Diagnostic]:
+    """Every diagnostic for a lowered spec: lowering's own, then all checks, sorted by location."""
+    diags = list(low.diagnostics)
+    if low.ir is not None:
+        for check in CHECKS:
+            diags.extend(check(low))
+        if sizes:
+            diags.extend(check_feasible(low, sizes))
+    return sorted(diags, key=sort_key)
+
+
+def needs_sizes(low: Lowered) -> bool:
+    """Sizes are worth scanning only when some leaf has a repeat cap."""
+    spec = low.ir
+    return spec is not None and any(budget.repeat_cap(spec, n) is not None for n in budget.leaf_shares(spec.mixture))
+
+
+
+def check_file(path: str, with_sizes: bool = True) -> tuple[Lowered, list[Diagnostic]]:
+    """Load, lower and check one spec; sizes are scanned only when a repeat cap makes them matter."""
+    low = load(path)
+    sizes = estimate(low.ir, low.root) if with_sizes and needs_sizes(low) else None
+    return low, run(low, sizes)
