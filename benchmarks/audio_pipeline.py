@@ -85,6 +85,7 @@ def item(cache, kind: str, run, key: str):
 def quality(root: Path, result) -> dict:
     """DER, speaker counts, WER and boundary recall of one compile against the truth files."""
     import polars as pl
+
     from mixc.audio import Turn
     from mixc.build.cache import Cache
     from mixc.demo.audio import read_truth

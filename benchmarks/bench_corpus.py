@@ -20,17 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-FUNCTION_WORDS = ("the of and to a in is that for it as was with be by on not he this are or his from at which "
-                  "but have an they you were her she there been one all we their has would when if so no will "
-                  "more can who its out into about than them only other time new some could these two may first "
-                  "then do any like my now over such our man me even most made after also did many before must "
-                  "through back years where much your way well down should because each just those people how "
-                  "too little state good very make world still own see men work long get here between both life "
-                  "being under never day same another know while last might us great old year off come since "
-                  "against go came right used take three").split()
-ONSETS = "b c d f g h j k l m n p r s t v w z bl br ch cl cr dr fl fr gr pl pr sh sl sp st str th tr".split()
-NUCLEI = "a e i o u ai ea ee io ou oo ie".split()
-CODAS = [""] * 6 + "n r s t l m nd nt st rs ng ck".split()
+FUNCTION_WORDS = ["the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their", "has", "would", "when", "if", "so", "no", "will", "more", "can", "who", "its", "out", "into", "about", "than", "them", "only", "other", "time", "new", "some", "could", "these", "two", "may", "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three"]
+ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gr", "pl", "pr", "sh", "sl", "sp", "st", "str", "th", "tr"]
+NUCLEI = ["a", "e", "i", "o", "u", "ai", "ea", "ee", "io", "ou", "oo", "ie"]
+CODAS = [""] * 6 + ["n", "r", "s", "t", "l", "m", "nd", "nt", "st", "rs", "ng", "ck"]
 LEXICON = 60_000
 
 

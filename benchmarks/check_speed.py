@@ -25,13 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_corpus import emit
+
 from mixc.lang.check import run
 from mixc.lang.diagnostics import Severity
 from mixc.lang.lower import load
 from mixc.lang.syntax import parse, parser
-
-from bench_corpus import emit
-
 
 TARGET = 3.0
 TOP_GROUPS = 4  # 25% each

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixc.audio import SAMPLE_RATE
-from mixc.backends.diarize import load_diarizer
-from mixc.backends.vad import load_vad
+from mixc.backends.diarize import load as load_diarizer
+from mixc.backends.vad import load as load_vad
 from mixc.demo.audio import conversation, corpus_seed
-from mixc.ir import Diarize, Vad
 from mixc.demo.scoring import der, speaker_count_correct
+from mixc.ir import Diarize, Vad
 
 COUNTS = (2, 3, 4)
 TURNS = 8

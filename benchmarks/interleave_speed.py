@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from bench_corpus import TextGen, best_of, emit
 
 CODES_PER_CHUNK, CODEBOOK = 62, 1000

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from streaming import MDSWriter, Stream, StreamingDataset
 
-from mixc.planfile import ModelPlan, OptimizerPlan, Plan, SchedulePlan, StreamPlan, TrainerPlan, VocabLayout
+from mixc.planfile import ModelPlan, OptimizerPlan, SchedulePlan, StreamPlan, TrainerPlan, TrainingPlan, VocabLayout
 from runtime.composer_model import masked_next_token_loss
 from runtime.data import build_dataset, build_loader, release
 from runtime.model import PRESETS, SpeechLM
@@ -52,7 +52,7 @@ def write_shards(root: Path, seq_len: int, samples: int) -> None:
                               "lineage": np.array([k * samples + i], np.int64)})
 
 
-def make_plan(root: Path, seq_len: int, samples: int, batch: int) -> Plan:
+def make_plan(root: Path, seq_len: int, samples: int, batch: int) -> TrainingPlan:
     epoch = samples * len(STREAMS)
     streams = tuple(StreamPlan(name=n, path=n, share=1 / 3, samples=samples, choose=samples, repeat=1.0,
                                proportion=1 / 3, tokens=samples * seq_len) for n in STREAMS)
@@ -61,7 +61,7 @@ def make_plan(root: Path, seq_len: int, samples: int, batch: int) -> Plan:
     trainer = TrainerPlan(global_batch=batch, micro_batch=None, steps=epoch // batch, grad_clip=1.0,
                           precision="auto", parallelism="auto", sharding="full_shard", checkpoint_every=1000,
                           checkpoint_keep=1, log_every=10)
-    return Plan(spec="bench.mix", ir_hash="bench", seed=0, seq_len=seq_len, epoch_samples=epoch,
+    return TrainingPlan(spec="bench.mix", ir_hash="bench", seed=0, seq_len=seq_len, epoch_samples=epoch,
                 streams=streams, vocab=vocab, loss="all", model=ModelPlan(preset="tiny"),
                 optimizer=OptimizerPlan(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1),
                 schedule=SchedulePlan(name="constant", warmup_steps=0, min_lr_ratio=1.0), trainer=trainer)
@@ -79,7 +79,7 @@ def bare_batches_per_sec(root: Path, batch: int) -> float:
         release(dataset)
 
 
-def runtime_batches_per_sec(plan: Plan, root: Path, batch: int) -> float:
+def runtime_batches_per_sec(plan: TrainingPlan, root: Path, batch: int) -> float:
     dataset = build_dataset(plan, root, batch)
     try:
         start, n = time.perf_counter(), 0

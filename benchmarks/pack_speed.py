@@ -39,9 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from bench_corpus import (best_of, disk_write, emit, fsync_tree, load_plan, parse_count, tree_bytes,
-                          write_spec)
+from bench_corpus import best_of, disk_write, emit, fsync_tree, load_plan, parse_count, tree_bytes, write_spec
 
 TARGET = 1.5
 VOCAB, EOS, PAD = 32_000, 0, 1
@@ -96,11 +94,11 @@ def digest_tree(folder: Path) -> str:
 
 
 def measure(tokens: int, repeat: int, keep: Path | None) -> dict:
+    from mixc.plan.vocab import layout
     from mixc.stages import Pack, WriteShards
     from mixc.stages.base import Context
     from mixc.stages.shards import STREAM, columns
     from mixc.stages.tokenizer import read_vocab
-    from mixc.plan.vocab import layout
 
     start = time.perf_counter()
     import streaming  # noqa: F401  (first import: torch and more; paid once per compile, kept out of the rows)

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from bench_corpus import emit
 
 TARGET = 0.8
@@ -84,6 +85,7 @@ def child_encode(work: Path, repeat: int) -> dict:
 def child_stage(work: Path, repeat: int, workers: int) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_corpus import load_plan
+
     from mixc.stages import Tokenize
     from mixc.stages.base import Context
     assert Tokenize.batch_docs == BATCH_DOCS
@@ -129,6 +131,7 @@ def run_child(work: Path, repeat: int, mode: str, workers: int, threads: str | N
 def setup(work: Path, mb: float, vocab: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_corpus import load_plan, write_jsonl_corpus, write_spec
+
     from mixc.stages import ReadText, TrainBpe
     from mixc.stages.base import Context
     spec_path = write_spec(work / "ws", vocab=vocab)

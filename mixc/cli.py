@@ -1,8 +1,10 @@
-"""The `mixc` command line. Exit codes: 0 clean, 1 spec errors, 2 usage errors, 3 internal errors."""
+"""The `mixc` command line. Exit statuses: see `mixc.errors` (0 ok, 1 spec errors, 2 usage, 3 a bug in
+mixc, 4 data, 5 set-up, 130 interrupted); docs/errors.md lists every error under each."""
 
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
 import sys
@@ -19,9 +21,10 @@ NO_SIZES = click.option("--no-sizes", is_flag=True,
                         help="skip reading file headers for size estimates (faster; no budget feasibility)")
 
 
-def _load_and_check(path: str, sizes_wanted: bool):
+def _load_and_check(path: str):
+    """The spec lowered, and the language's own diagnostics (what plan, diff and fmt need)."""
     from mixc.lang.check import check_file
-    return check_file(path, sizes_wanted)
+    return check_file(path)
 
 
 def _has_errors(diags) -> bool:
@@ -51,17 +54,21 @@ def cli() -> None:
 @FORMAT
 @NO_SIZES
 def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
-    """Check specs for syntax, name, unit, mixture, file and budget errors.
+    """Check specs for syntax, name, unit, mixture, file, budget and build errors.
 
     Every problem in every SPEC is reported at once as `path:line:col: error: message` with the
-    source line, a caret under the span and a hint. Exit status: 0 when no spec has errors
-    (warnings allowed), 1 when any has, 2 on usage errors.
+    source line, a caret under the span and a hint. Beyond the language, check reports what
+    `mixc compile` would refuse before building: stages this mixc cannot run yet, model weights
+    missing from this machine, and (from file headers) a budget the data cannot supply under the
+    repeat caps. Exit status: 0 when no spec has errors (warnings allowed), 1 when any has, 2 on
+    usage errors.
     """
+    from mixc.build.preflight import check_spec
     from mixc.lang.diagnostics import render_all, to_json
     failed = False
     reports = []
     for path in specs:
-        low, diags = _load_and_check(path, not no_sizes)
+        low, diags = check_spec(path, not no_sizes)
         failed |= _has_errors(diags)
         if fmt == "json":
             reports.append({"spec": path, **json.loads(to_json(diags))})
@@ -93,30 +100,31 @@ def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
     when the cache exists, whether `mixc compile` would take it from the cache or build it
     (this reads input files to hash them; --no-sizes skips it).
     """
-    from mixc.plan import dag as planner
-    from mixc.plan import sizes
     from mixc.lang.diagnostics import render_all
+    from mixc.plan import sizes
+    from mixc.plan.overview import overview
     from mixc.plan.report import plan_json, plan_text
-    low, diags = _load_and_check(spec, False)
+    from mixc.stages import graph
+    low, diags = _load_and_check(spec)
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts), err=fmt == "json")
         sys.exit(1)
     scanned = None if no_sizes else sizes.estimate(low.ir, low.root)
-    result = planner.build(low.ir, scanned)
-    cached = None if no_sizes else _cache_preview(low, result.dag, cache_dir)
+    result = overview(low.ir, graph(low.ir), scanned)
+    cached = None if no_sizes else _cache_preview(low, result.graph, cache_dir)
     click.echo(json.dumps(plan_json(spec, result, cached), indent=2) if fmt == "json"
                else plan_text(spec, result, cached))
     sys.exit(1 if result.feasible() is False else 0)
 
 
-def _cache_preview(low, dag, cache_dir: Path | None) -> dict[str, bool] | None:
+def _cache_preview(low, stages, cache_dir: Path | None) -> dict[str, bool] | None:
     """Cache hits per stage, when there is a cache to look in."""
     from mixc.build.cache import Cache, default_root
     root = cache_dir or default_root(low.root)
     if not root.is_dir():
         return None
     from mixc.build.execute import Executor
-    return Executor(low.ir, low.root, Cache(root, create=False)).preview(dag)
+    return Executor(low.ir, low.root, Cache(root, create=False)).preview(stages)
 
 
 @cli.command()
@@ -132,14 +140,15 @@ def diff(a: str, b: str, fmt: str) -> None:
     from mixc.lang.diagnostics import render_all
     from mixc.plan.diff import diff as spec_diff
     from mixc.plan.report import diff_text
+    from mixc.stages import graph
     lows = []
     for path in (a, b):
-        low, diags = _load_and_check(path, False)
+        low, diags = _load_and_check(path)
         if _has_errors(diags):
             click.echo(render_all(diags, low.texts))
             sys.exit(1)
         lows.append(low)
-    result = spec_diff(lows[0].ir, lows[1].ir)
+    result = spec_diff(lows[0].ir, lows[1].ir, graph(lows[0].ir), graph(lows[1].ir))
     if fmt == "json":
         click.echo(json.dumps({"a": a, "b": b, **result.to_json()}, indent=2, default=str))
     else:
@@ -154,6 +163,22 @@ def _progress(enabled: bool):
         return iter(tqdm(items, desc=what, total=total, disable=not enabled, leave=False, dynamic_ncols=True,
                          unit_scale=True, file=sys.stderr))
     return bars
+
+
+def _stage_lines(node, run, number: int, total: int) -> None:
+    """One line on stderr when a stage starts building and one when it is done (built or cached):
+    what CI logs and `nohup` runs show, with or without progress bars."""
+    from tqdm import tqdm
+    head = f"mixc: [{number:>{len(str(total))}}/{total}] {node.id}"
+    if run is None:
+        line = f"{head}: building ({node.doc})"
+    elif run.hit:
+        line = f"{head}: from the cache"
+    else:
+        line = (f"{head}: built in {run.stats.seconds:.1f} s, {run.stats.items_in:,} in, "
+                f"{run.stats.items_out:,} out" + (f", {sum(run.stats.dropped.values()):,} dropped"
+                                                  if run.stats.dropped else ""))
+    tqdm.write(line, file=sys.stderr)
 
 
 @cli.command("compile")
@@ -175,9 +200,9 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
     (tokens per stream vs the spec, drops by reason, cache hits, time per stage).
     """
     from mixc.build.cache import Cache, default_root
-    from mixc.build.compile import CompileError, compile_spec
-    from mixc.lang.diagnostics import render_all
-    low, diags = _load_and_check(spec, False)
+    from mixc.build.compile import compile_spec
+    from mixc.lang.diagnostics import SpecError, render_all
+    low, diags = _load_and_check(spec)
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts))
         sys.exit(1)
@@ -185,10 +210,10 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
     cache = Cache(cache_dir or default_root(low.root))
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        result = compile_spec(low, spec, out, cache, workers, _progress(show))
-    except CompileError as exc:
+        result = compile_spec(low, spec, out, cache, workers, _progress(show), _stage_lines)
+    except SpecError as exc:
         click.echo(render_all(exc.diagnostics, low.texts))
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     built = sum(not r.hit for r in result.runs.values())
     click.echo(f"compiled {spec} in {result.seconds:.1f}s: {built} stages built, "
                f"{len(result.runs) - built} from the cache ({cache.root})")
@@ -237,13 +262,9 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
     if conversations:
-        from mixc.demo.audio import TtsMissing, write_corpus
+        from mixc.demo.audio import write_corpus
         show = sys.stderr.isatty() if progress is None else progress
-        try:
-            paths = write_corpus(out / "web-audio", conversations, noise_snr_db=noise_snr, progress=_progress(show))
-        except TtsMissing as exc:
-            click.echo(f"mixc: {exc}", err=True)
-            sys.exit(2)
+        paths = write_corpus(out / "web-audio", conversations, noise_snr_db=noise_snr, progress=_progress(show))
         seconds = sum(json.loads(p.with_suffix(".json").read_text())["duration"] for p in paths)
         click.echo(f"{out / 'web-audio'}: {len(paths)} conversations, {seconds / 60:.1f} minutes")
 
@@ -271,7 +292,7 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool, stdout: bool,
     Comments are kept. `--check` is for CI. `--resolved` prints what a spec means after
     `extends` and defaults, with paths relative to the workspace root.
     """
-    from mixc.lang.diagnostics import SpecError, Sources, render_all
+    from mixc.lang.diagnostics import Sources, SpecError, render_all
     from mixc.lang.fmt import format_spec, print_ir
     from mixc.lang.syntax import decode, parse
     if resolved:
@@ -309,12 +330,36 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool, stdout: bool,
 def _print_resolved(files: list[str], print_ir) -> None:
     from mixc.lang.diagnostics import render_all
     for path in files:
-        low, diags = _load_and_check(path, False)
+        low, diags = _load_and_check(path)
         if _has_errors(diags):
             click.echo(render_all(diags, low.texts))
             sys.exit(1)
         header = f"{path}, resolved (ir {low.ir.content_hash()})\npaths are relative to {low.root}"
         click.echo(print_ir(low.ir, header), nl=False)
+
+
+def report_error(exc: Exception) -> int:
+    """Prints an error that reached the command line; returns the exit status. A `MixcError` is the
+    user's to fix (its message and hint); an OSError is about this machine's files (a path, its
+    permissions, free space); anything else is a bug in mixc."""
+    from mixc.errors import INTERNAL, SETUP, MixcError
+    if isinstance(exc, MixcError):
+        click.echo(f"mixc: error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), err=True)
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        hint = OS_HINTS.get(exc.errno or 0, "check the path and its permissions")
+        click.echo(f"mixc: error: {exc}\n  hint: {hint}", err=True)
+        return SETUP
+    click.echo(f"mixc: internal error: {type(exc).__name__}: {exc}\n"
+               "  hint: this is a bug in mixc; rerun with MIXC_DEBUG=1 for a traceback and report it", err=True)
+    return INTERNAL
+
+
+OS_HINTS = {errno.ENOSPC: "the disk is full: free space (the stage cache is $MIXC_CACHE or .mixc/cache) and rerun; "
+                          "finished stages are kept",
+            errno.EACCES: "mixc may not write or read there: check the folder's permissions, or choose another "
+                          "(--out, --cache-dir, --run-dir)",
+            errno.EROFS: "that file system is read-only: choose another folder (--out, --cache-dir, --run-dir)"}
 
 
 def main() -> None:
@@ -329,9 +374,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if os.environ.get("MIXC_DEBUG"):
             raise
-        click.echo(f"mixc: internal error: {type(exc).__name__}: {exc}\n"
-                   "  hint: this is a bug in mixc; rerun with MIXC_DEBUG=1 for a traceback and report it", err=True)
-        sys.exit(3)
+        sys.exit(report_error(exc))
 
 
 if __name__ == "__main__":

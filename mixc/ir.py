@@ -19,11 +19,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 IR_VERSION = 1
+
+IrPath = tuple[str, ...]  # a place in the IR: ("sources", "web", "vad", "threshold")
 
 
 class Unit(str, Enum):
@@ -364,6 +366,10 @@ class MixGroup(Node):
     share: Fraction
     members: tuple[Union["MixGroup", MixLeaf], ...]
 
+    def leaves(self) -> list[MixLeaf]:
+        """Every leaf below this group, depth first."""
+        return [leaf for m in self.members for leaf in ([m] if isinstance(m, MixLeaf) else m.leaves())]
+
 
 class Budget(Node):
     """The training budget: tokens, or steps x batch x seq_len."""
@@ -449,3 +455,13 @@ class Spec(Node):
 
 
 MixGroup.model_rebuild()
+
+
+def value_at(node: Any, path: IrPath) -> Any:
+    """The IR value at `path` below `node` (a model's field or a named collection's item); None
+    where the path leads nowhere (an absent name, or a field another variant does not have)."""
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
+            return None
+    return node

@@ -8,12 +8,18 @@ optimizer, schedule and trainer settings, the seeds, and the spec's IR hash for 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-PLAN_SCHEMA = "mixc.plan.dag/1"
+from mixc.errors import DataError
+
+RECOMPILE = "recompile with `mixc compile SPEC --out DIR`"
+MAX_VOCAB = 1 << 32  # token ids the widest dtype a shard stores (uint32) holds
+
+PLAN_SCHEMA = "mixc.plan/1"
 LOCK_SCHEMA = "mixc.lock/1"
 
 
@@ -87,11 +93,22 @@ class _Document(_Model):
 
     @classmethod
     def read(cls, path: Path) -> Self:
-        return cls.model_validate_json(path.read_text())
+        """The file, validated; DataError when it is missing, not JSON, or not this schema."""
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise DataError(f"{path} is missing", RECOMPILE) from None
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc.strerror})", RECOMPILE) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the file"
+            raise DataError(f"{path} is not a valid {cls.__name__} ({where}: {first['msg']})",
+                            f"it was written by another version of mixc, or edited; {RECOMPILE}") from None
 
 
-class Plan(_Document):
-    schema_: Literal["mixc.plan.dag/1"] = Field(PLAN_SCHEMA, alias="schema")
+class TrainingPlan(_Document):
+    schema_: Literal["mixc.plan/1"] = Field(PLAN_SCHEMA, alias="schema")
     spec: str = Field(description="the spec this plan was compiled from (as given on the command line)")
     ir_hash: str
     seed: int
@@ -124,3 +141,13 @@ class Lock(_Document):
     tokens: dict[str, int] = Field(description="stream -> real tokens compiled")
     shards: tuple[ShardLock, ...]
 
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: how mix.lock pins every file (hashlib releases
+    the GIL, so threads scale)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

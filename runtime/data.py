@@ -22,17 +22,18 @@ import torch
 from streaming import Stream, StreamingDataLoader, StreamingDataset
 from streaming.base.shared import SharedMemory
 
-from mixc.planfile import Plan
+from mixc.errors import DataError
+from mixc.planfile import RECOMPILE, TrainingPlan
 
 MIN_PREDOWNLOAD = 4096  # samples; local shards cost nothing to "download", so look far ahead
 
 
-def build_streams(plan: Plan, plan_dir: Path) -> list[Stream]:
+def build_streams(plan: TrainingPlan, plan_dir: Path) -> list[Stream]:
     """One local Stream per compiled stream, with its exact per-epoch draw."""
     return [Stream(local=str((plan_dir / s.path).resolve()), choose=s.choose) for s in plan.streams]
 
 
-def build_dataset(plan: Plan, plan_dir: Path, device_batch_size: int, *,
+def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
                   predownload: int | None = None) -> StreamingDataset:
     """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
 
@@ -42,8 +43,8 @@ def build_dataset(plan: Plan, plan_dir: Path, device_batch_size: int, *,
     """
     drawn = sum(s.choose for s in plan.streams)
     if drawn != plan.epoch_samples:
-        raise ValueError(f"plan streams draw {drawn} sequences per epoch but epoch_samples is "
-                         f"{plan.epoch_samples}; recompile with `mixc compile`")
+        raise DataError(f"plan.json's streams draw {drawn} sequences per epoch but its epoch_samples is "
+                        f"{plan.epoch_samples}", f"the plan was edited or is damaged; {RECOMPILE}")
     return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
                             shuffle=True, shuffle_seed=plan.seed,
                             predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))

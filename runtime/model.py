@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixc.planfile import Plan
+from mixc.errors import SetupError
+from mixc.planfile import TrainingPlan
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -72,7 +73,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-class BackboneError(RuntimeError):
+class BackboneError(SetupError):
     """`plan.model.backbone` does not hold a loadable Hugging Face causal LM."""
 
 
@@ -123,7 +124,7 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class Block(nn.Module):
+class DecoderBlock(nn.Module):
     """Pre-norm residual block; the unit FSDP shards."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -145,7 +146,7 @@ class SpeechLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.reset_parameters()
@@ -174,7 +175,7 @@ class SpeechLM(nn.Module):
 
     def fsdp_wrap_fn(self, module: nn.Module) -> bool:
         """Composer's FSDP wrap policy: shard block by block."""
-        return isinstance(module, Block)
+        return isinstance(module, DecoderBlock)
 
     def forward(self, tokens: Tensor) -> Tensor:
         cos, sin = rotary_tables(tokens.shape[1], self.cfg.head_dim, self.cfg.rope_theta, tokens.device)
@@ -235,19 +236,22 @@ def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
     path = Path(path)
     missing = _missing_backbone_part(path)
     if missing:
-        raise BackboneError(f"backbone {path}: {missing}; expected a Hugging Face causal LM saved with "
-                            "save_pretrained (config.json + weights)")
+        raise BackboneError(f"backbone {path}: {missing}", "a backbone is a local Hugging Face causal LM saved with "
+                            "save_pretrained (config.json + weights); set `train { model { backbone = ... } }` "
+                            "to one and recompile")
     from transformers import AutoModelForCausalLM  # heavy import, only on this path
 
     try:
         hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32,
                                                   attn_implementation="sdpa")
     except (OSError, ValueError, KeyError) as err:
-        raise BackboneError(f"backbone {path}: cannot load it as a causal LM: {err}") from err
+        raise BackboneError(f"backbone {path}: cannot load it as a causal LM: {err}",
+                            "a backbone is a local Hugging Face causal LM saved with save_pretrained") from err
     old = hf.get_input_embeddings().num_embeddings
     if vocab_size < old:
         raise BackboneError(f"backbone {path}: its vocabulary ({old}) is larger than the plan's joint "
-                            f"vocabulary ({vocab_size}); the text tokenizer must be the backbone's")
+                            f"vocabulary ({vocab_size})", "the text tokenizer must be the backbone's: "
+                            "`tokenizer text : file { path = \"BACKBONE/tokenizer.json\" }`, then recompile")
     hf.resize_token_embeddings(vocab_size, mean_resizing=False)
     embed, head = hf.get_input_embeddings().weight, hf.get_output_embeddings()
     xavier_rows_(embed, old)
@@ -256,12 +260,12 @@ def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
     return BackboneLM(hf)
 
 
-def model_config(plan: Plan) -> ModelConfig:
+def model_config(plan: TrainingPlan) -> ModelConfig:
     """The preset's shape over the plan's joint vocabulary."""
     return replace(PRESETS[plan.model.preset], vocab_size=plan.vocab.size)
 
 
-def build_model(plan: Plan) -> nn.Module:
+def build_model(plan: TrainingPlan) -> nn.Module:
     """The backbone when the plan names one, else a freshly initialised preset."""
     if plan.model.backbone:
         return load_backbone(plan.model.backbone, plan.vocab.size)

@@ -30,19 +30,24 @@ import torch
 from composer import Callback, Trainer
 from composer.algorithms import GradientClipping
 from composer.core import DataSpec, Time
-from composer.optim import (ComposerScheduler, ConstantWithWarmupScheduler, CosineAnnealingWithWarmupScheduler,
-                            LinearWithWarmupScheduler)
+from composer.optim import (
+    ComposerScheduler,
+    ConstantWithWarmupScheduler,
+    CosineAnnealingWithWarmupScheduler,
+    LinearWithWarmupScheduler,
+)
 from composer.utils import FSDP2Config, dist, reproducibility
 from streaming import StreamingDataset
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 
-from mixc.planfile import Lock, OptimizerPlan, Plan, SchedulePlan
+from mixc.errors import DataError, UsageError
+from mixc.planfile import Lock, OptimizerPlan, SchedulePlan, TrainingPlan
 from runtime.composer_model import SpeechLMComposer, batch_token_counts
 from runtime.data import build_dataset, build_loader, release
 from runtime.model import build_model, flops_per_token
 from runtime.monitor import MetricsLog, last_logged_loss, peak_flops
-from runtime.verify import RECOMPILE, ShardMismatch, verify_plan, verify_shards
+from runtime.verify import ShardMismatch, verify_plan, verify_shards
 
 FSDP_AUTO_PARAMS = 1_000_000_000  # "auto" shards models this large; below, DDP's replicas fit and are faster
 PRECISIONS_GPU = {"auto": "amp_bf16", "bf16": "amp_bf16", "fp16": "amp_fp16", "fp32": "fp32"}
@@ -58,7 +63,7 @@ class TrainResult:
     metrics: Path
 
 
-class RunDirConflict(RuntimeError):
+class RunDirConflict(DataError):
     """The run folder holds another plan's run: autoresuming it would mix two runs' checkpoints."""
 
 
@@ -68,7 +73,7 @@ def say(message: str) -> None:
         print(f"[mixc train] {message}", flush=True)
 
 
-def run_name(plan: Plan, plan_dir: Path) -> str:
+def run_name(plan: TrainingPlan, plan_dir: Path) -> str:
     """Deterministic in the plan's content: the same plan resumes the same run, an edited one starts
     afresh. The folder name keeps it readable."""
     digest = hashlib.sha256(plan.model_dump_json(by_alias=True).encode()).hexdigest()[:12]
@@ -78,8 +83,8 @@ def run_name(plan: Plan, plan_dir: Path) -> str:
 def device_batch_size(global_batch: int, world_size: int) -> int:
     """Sequences each device takes per step; the plan's global batch must split evenly."""
     if global_batch % world_size:
-        raise ValueError(f"the plan's global batch ({global_batch}) does not split over {world_size} processes; "
-                         f"launch a number of processes that divides it")
+        raise UsageError(f"the plan's global batch ({global_batch}) does not split over {world_size} processes",
+                         "launch a number of processes that divides it, or change `train { batch = ... }`")
     return global_batch // world_size
 
 
@@ -87,7 +92,7 @@ def resolve_device(device: str | None) -> str:
     """Composer device name: "gpu" when CUDA is present unless told otherwise."""
     chosen = device or ("gpu" if torch.cuda.is_available() else "cpu")
     if chosen not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu' or 'gpu', not {chosen!r}")
+        raise UsageError(f"device must be 'cpu' or 'gpu', not {chosen!r}")
     return chosen
 
 
@@ -115,11 +120,15 @@ def resolve_duration(max_duration: str | int | None, steps: int) -> str:
     if max_duration is None:
         return f"{steps}ba"
     text = f"{max_duration}ba" if isinstance(max_duration, int) else max_duration
-    Time.from_timestring(text)  # a clear ValueError for strings Composer cannot read
+    try:
+        Time.from_timestring(text)
+    except ValueError:
+        raise UsageError(f"--max-duration {text!r} is not a duration Composer reads",
+                         "write a number and a unit: 20ba (batches), 2ep (epochs), 1000sp (samples), 100000tok (tokens)") from None
     return text
 
 
-def parallelism_config(plan: Plan, device: str, n_params: int) -> dict[str, FSDP2Config] | None:
+def parallelism_config(plan: TrainingPlan, device: str, n_params: int) -> dict[str, FSDP2Config] | None:
     """FSDP2 (`fully_shard`, block by block) when the plan asks for it, else DDP (Composer's default).
 
     FSDP2 rather than FSDP1: it runs on CPU and GPU alike (FSDP1 calls CUDA), so the sharded path the
@@ -164,27 +173,27 @@ def build_scheduler(schedule: SchedulePlan, steps: int) -> ComposerScheduler:
     return ConstantWithWarmupScheduler(t_warmup=warmup, t_max=t_max)
 
 
-def read_checked_plan(plan_path: Path) -> Plan:
+def read_checked_plan(plan_path: Path) -> TrainingPlan:
     """plan.json and the mix.lock beside it, with every pinned shard verified."""
-    plan = Plan.read(plan_path)
+    plan = TrainingPlan.read(plan_path)
     lock_path = plan_path.parent / "mix.lock"
     if not lock_path.is_file():
-        raise ShardMismatch(f"{lock_path} is missing: the shards cannot be checked; {RECOMPILE}")
+        raise ShardMismatch(f"{lock_path} is missing: the shards cannot be checked")
     lock = Lock.read(lock_path)
     verify_plan(plan, lock)
     verify_shards(plan_path.parent, lock, part=dist.get_local_rank(), parts=dist.get_local_world_size())
     return plan
 
 
-def claim_run_dir(run_dir: Path, plan: Plan, plan_path: Path) -> None:
+def claim_run_dir(run_dir: Path, plan: TrainingPlan, plan_path: Path) -> None:
     """Keep a copy of the plan in the run folder (what trained this), and refuse a folder whose copy
     is another plan. Rank 0 alone checks and writes; if it refuses, the launcher stops the others."""
     if dist.get_global_rank() != 0:
         return
     kept = run_dir / "plan.json"
-    if kept.exists() and run_name(Plan.read(kept), plan_path.parent) != run_name(plan, plan_path.parent):
+    if kept.exists() and run_name(TrainingPlan.read(kept), plan_path.parent) != run_name(plan, plan_path.parent):
         raise RunDirConflict(f"{run_dir} holds a run of another plan ({kept}); resuming it with {plan_path} "
-                             "would mix two runs: pass another --run-dir")
+                             "would mix two runs", "pass another --run-dir (or remove that folder to start over)")
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.dump(kept)
 
@@ -195,7 +204,7 @@ def latest_checkpoint(save_folder: Path) -> Path | None:
     return link.resolve() if link.exists() else None
 
 
-def build_trainer(plan: Plan, plan_dir: Path, run_dir: Path, device: str, max_duration: str | int | None,
+def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str, max_duration: str | int | None,
                   callbacks: Sequence[Callback], num_workers: int) -> tuple[Trainer, StreamingDataset]:
     """The Composer Trainer for a verified plan (autoresuming from run_dir/checkpoints), and the
     dataset it reads, which the caller releases when done."""

@@ -7,40 +7,31 @@ everything before it builds a model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mixc.planfile import Lock, Plan
-
-RECOMPILE = "recompile with `mixc compile`"
-CHUNK = 1 << 20
+from mixc.errors import DataError
+from mixc.planfile import RECOMPILE, Lock, TrainingPlan, sha256_file
 
 
-class ShardMismatch(RuntimeError):
+class ShardMismatch(DataError):
     """A compiled file is missing or differs from what mix.lock pins, or the lock is not the plan's."""
 
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (hashlib releases the GIL, so threads scale)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    def __init__(self, message: str, hint: str = RECOMPILE):
+        super().__init__(message, hint)
 
 
-def verify_plan(plan: Plan, lock: Lock) -> None:
+def verify_plan(plan: TrainingPlan, lock: Lock) -> None:
     """The lock must come from the same compile as the plan, and pin every stream's index."""
     if (lock.ir_hash, lock.seed) != (plan.ir_hash, plan.seed):
         raise ShardMismatch(f"mix.lock is from another compile (ir_hash {lock.ir_hash}, seed {lock.seed}) "
-                            f"than plan.json (ir_hash {plan.ir_hash}, seed {plan.seed}); {RECOMPILE}")
+                            f"than plan.json (ir_hash {plan.ir_hash}, seed {plan.seed})")
     locked = {s.path for s in lock.shards}
     for stream in plan.streams:
         index = Path(stream.path, "index.json").as_posix()
         if index not in locked:
-            raise ShardMismatch(f"stream {stream.name}: {index} is not pinned by mix.lock; {RECOMPILE}")
+            raise ShardMismatch(f"stream {stream.name}: {index} is not pinned by mix.lock")
 
 
 def verify_shards(plan_dir: Path, lock: Lock, *, part: int = 0, parts: int = 1) -> None:
@@ -55,14 +46,14 @@ def verify_shards(plan_dir: Path, lock: Lock, *, part: int = 0, parts: int = 1) 
         path = plan_dir / shard.path
         if not path.is_file():
             raise ShardMismatch(f"shard {shard.path} is missing (mix.lock pins sha256 {shard.sha256}, "
-                                f"{shard.bytes} bytes); {RECOMPILE}")
+                                f"{shard.bytes} bytes)")
         size = path.stat().st_size
         if size != shard.bytes:
             raise ShardMismatch(f"shard {shard.path} is {size} bytes, mix.lock pins {shard.bytes}: "
-                                f"expected sha256 {shard.sha256}, actual {sha256_file(path)}; {RECOMPILE}")
+                                f"expected sha256 {shard.sha256}, actual {sha256_file(path)}")
     mine = lock.shards[part::parts]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for shard, actual in zip(mine, pool.map(lambda s: sha256_file(plan_dir / s.path), mine)):
             if actual != shard.sha256:
                 raise ShardMismatch(f"shard {shard.path} does not match mix.lock: expected sha256 "
-                                    f"{shard.sha256}, actual {actual}; {RECOMPILE}")
+                                    f"{shard.sha256}, actual {actual}")

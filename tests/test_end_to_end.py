@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mixc.planfile import Lock, Plan
+from mixc.planfile import Lock, TrainingPlan
 from tests.conftest import REPO
 
 MIXC = str(Path(sys.executable).with_name("mixc"))
@@ -38,7 +38,7 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
                     cwd=workspace)
     assert "factbook" in compiled and "conversations" in compiled and "build/demo/plan.json" in compiled
     out = workspace / "build" / "demo"
-    plan = Plan.read(out / "plan.json")
+    plan = TrainingPlan.read(out / "plan.json")
     Lock.read(out / "mix.lock")
     assert {s.name for s in plan.streams} == {"factbook", "conversations"}
     assert all(s.samples > 0 for s in plan.streams) and plan.trainer.steps == 300

@@ -12,14 +12,21 @@ from pathlib import Path
 
 import torch
 
+from mixc.errors import DataError
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "tokenizer.pt"
+CHECKPOINT_HINT = ("an audio tokenizer checkpoint is a folder that a `train_audio_tokenizer` stage (or "
+                   "`Tokenizer.save`) wrote; point `tokenizer audio : checkpoint { path = ... }` at one")
 FORMAT = 1  # bump when config.json or the state dict layout changes incompatibly
 VERSIONED_PACKAGES = ("torch", "torchaudio", "vector-quantize-pytorch", "scikit-learn", "numpy")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A tokenizer folder that is missing, incomplete or unreadable."""
+
+    def __init__(self, message: str, hint: str | None = CHECKPOINT_HINT):
+        super().__init__(message, hint)
 
 
 def _versions() -> dict[str, str]:

@@ -16,10 +16,22 @@ from threadpoolctl import threadpool_limits
 
 from mixc.audio_tokenizer.base import CODE_DTYPE, AudioTokenizer, Clip, usage_metrics
 from mixc.audio_tokenizer.checkpoint import CheckpointError, require, write_checkpoint
-from mixc.audio_tokenizer.features import (FRAME_RATE, FRAMES_PER_TOKEN, HOP, N_FFT, N_MELS, SAMPLE_RATE,
-                                           MelStats, check_frame_rate, log_mel, normalized_mels)
+from mixc.audio_tokenizer.features import (
+    FRAME_RATE,
+    FRAMES_PER_TOKEN,
+    HOP,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    MelStats,
+    check_frame_rate,
+    log_mel,
+    normalized_mels,
+)
+from mixc.errors import DataError
 
 TOKEN_DIM = FRAMES_PER_TOKEN * N_MELS  # one 80 ms token: 8 stacked mel frames
+NO_AUDIO_HINT = "the audio tokenizer trains on the filtered utterances: relax the sources' filters or add audio"
 KMEANS_BATCH = 2048  # MiniBatchKMeans batch (rows); sklearn's default 1024 converges slower
 KMEANS_INIT = 1  # random initialisations (k-means++ cost 3x the time for no gain on speech frames)
 KMEANS_MAX_ITER = 30  # passes over the data at most (early stopping usually ends it sooner)
@@ -99,12 +111,13 @@ def train_kmeans(codebook: int, clips: Sequence[Clip], seed: int,
     started = time.perf_counter()
     raw = [log_mel(c.wav) for c in clips if len(c.wav)]
     if not raw:
-        raise ValueError("cannot fit k-means without audio: every clip is empty")
+        raise DataError("cannot fit k-means without audio: every clip is empty", NO_AUDIO_HINT)
     stats = MelStats.fit(raw)
     tokens = torch.cat([stacked_tokens(stats.normalize(m)) for m in raw]).numpy()
     if len(tokens) < codebook:
-        raise ValueError(f"k-means with {codebook} clusters needs at least {codebook} tokens "
-                         f"({codebook / FRAME_RATE:.0f} s of audio); the clips give {len(tokens)}")
+        raise DataError(f"k-means with {codebook} clusters needs at least {codebook} tokens "
+                        f"({codebook / FRAME_RATE:.0f} s of audio); the clips give {len(tokens)}",
+                        "lower the tokenizer's `codebook`, or give it more audio (`sample`, more sources)")
     kmeans = MiniBatchKMeans(n_clusters=codebook, random_state=seed, batch_size=KMEANS_BATCH, init="random",
                              n_init=KMEANS_INIT, max_iter=KMEANS_MAX_ITER)
     with threadpool_limits(torch.get_num_threads()):

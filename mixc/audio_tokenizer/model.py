@@ -19,13 +19,30 @@ import torch
 from torch import nn
 from vector_quantize_pytorch import FSQ
 
-from mixc.audio_tokenizer.alphabet import (ALPHABET, BLANK, VOCAB_SIZE, edit_distance, ids_to_text, normalize_text,
-                                           text_to_ids)
+from mixc.audio_tokenizer.alphabet import (
+    ALPHABET,
+    BLANK,
+    VOCAB_SIZE,
+    edit_distance,
+    ids_to_text,
+    normalize_text,
+    text_to_ids,
+)
 from mixc.audio_tokenizer.base import CODE_DTYPE, AudioTokenizer, Clip, usage_metrics
 from mixc.audio_tokenizer.checkpoint import CheckpointError, require, write_checkpoint
 from mixc.audio_tokenizer.conformer import Conformer, Downsample, Upsample, masked
-from mixc.audio_tokenizer.features import (FRAME_RATE, FRAMES_PER_TOKEN, HOP, N_FFT, N_MELS, SAMPLE_RATE,
-                                           MelStats, length_batches, normalized_mels, pad_batch)
+from mixc.audio_tokenizer.features import (
+    FRAME_RATE,
+    FRAMES_PER_TOKEN,
+    HOP,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    MelStats,
+    length_batches,
+    normalized_mels,
+    pad_batch,
+)
 
 CTC_UPSAMPLE = 4  # CTC labels per token: 50 Hz
 ENCODE_BATCH_FRAMES = 16_000  # padded mel frames per inference batch (160 s of audio)

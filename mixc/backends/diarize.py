@@ -29,15 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mixc.audio import SAMPLE_RATE, Region, Turn
-from mixc.backends import MissingWeights as BackendMissingWeights
+from mixc.audio import SAMPLE_RATE, Interval, Region, Turn
+from mixc.errors import MissingWeights
 from mixc.hashing import model_file_digest as file_digest
 from mixc.ir import Diarize
-
-
-class MissingWeights(BackendMissingWeights):
-    """The pyannote pipeline's weights are not on this machine; the message names the pipeline or
-    file, where mixc looked, and how to provide it."""
 
 
 class Diarizer(ABC):
@@ -47,10 +42,16 @@ class Diarizer(ABC):
         inside speech. Speaker labels 'S0','S1',... numbered by first appearance (deterministic)."""
 
 
-def load_diarizer(cfg: Diarize, threads: int = 1) -> Diarizer:
+def load(cfg: Diarize, threads: int = 1) -> Diarizer:
     if cfg.backend == "pyannote":
         return PyannoteDiarizer(cfg, threads)
     return EmbeddingDiarizer(cfg, threads)
+
+
+def locate(cfg: Diarize) -> None:
+    """Raise MissingWeights when the configured weights are not on this machine (reads no weights)."""
+    if cfg.backend == "pyannote":
+        resolve_pipeline(cfg.model)
 
 
 def model_revision(cfg: Diarize) -> str:
@@ -64,16 +65,14 @@ def model_revision(cfg: Diarize) -> str:
 
 
 @dataclass(frozen=True)
-class Piece:
+class SpeakerPiece(Interval):
     """A stretch of one VAD region with a backend-specific speaker key (before joining and renaming)."""
 
-    start: float
-    end: float
     speaker: int | str
     region: int
 
 
-def join_pieces(pieces: list[Piece], max_pause: float = 0.0) -> list[Turn]:
+def join_pieces(pieces: list[SpeakerPiece], max_pause: float = 0.0) -> list[Turn]:
     """Disjoint pieces -> sorted turns: consecutive pieces of one speaker in the same VAD region, or
     apart by less than `max_pause`, become one turn; speakers are renamed S0, S1, ... in order of
     first appearance."""
@@ -124,27 +123,19 @@ def embedding_revision() -> str:
 
 
 @dataclass(frozen=True)
-class Part:
+class Part(Interval):
     """A stretch of one VAD region between detected speaker changes."""
 
     region: int
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(Interval):
     """One embedding's audio (`start`..`end`), the stretch it labels (`own_*`), the VAD region it
     lies in, and the part of that region (between detected speaker changes) it belongs to."""
 
     region: int
     part: int
-    start: float
-    end: float
     own_start: float
     own_end: float
 
@@ -198,7 +189,7 @@ def split_at_changes(regions: list[Region], embed: Embedder) -> list[Part]:
     out: list[Part] = []
     for index, region in enumerate(regions):
         edges = [region.start, *change_points(region, embed), region.end]
-        out.extend(Part(index, a, b) for a, b in zip(edges, edges[1:]))
+        out.extend(Part(a, b, index) for a, b in zip(edges, edges[1:]))
     return out
 
 
@@ -209,13 +200,13 @@ def segments(parts: list[Part]) -> list[Segment]:
     out: list[Segment] = []
     for index, part in enumerate(parts):
         if part.duration <= WINDOW:
-            out.append(Segment(part.region, index, part.start, part.end, part.start, part.end))
+            out.append(Segment(part.start, part.end, part.region, index, part.start, part.end))
             continue
         count = int(np.ceil((part.duration - WINDOW) / STEP - 1e-9)) + 1
         starts = [min(part.start + k * STEP, part.end - WINDOW) for k in range(count)]
         centres = [s + WINDOW / 2 for s in starts]
         edges = [part.start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [part.end]
-        out.extend(Segment(part.region, index, s, s + WINDOW, a, b) for s, a, b in zip(starts, edges, edges[1:]))
+        out.extend(Segment(s, s + WINDOW, part.region, index, a, b) for s, a, b in zip(starts, edges, edges[1:]))
     return out
 
 
@@ -351,7 +342,7 @@ def spherical_kmeans(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return model.labels_, normalised(model.cluster_centers_)
 
 
-def smooth(segs: list[Segment], labels: np.ndarray, emb: np.ndarray, centroids: np.ndarray) -> list[Piece]:
+def smooth(segs: list[Segment], labels: np.ndarray, emb: np.ndarray, centroids: np.ndarray) -> list[SpeakerPiece]:
     """Runs of one label inside each VAD region; while a region has a run shorter than MIN_RUN next
     to another run, the shortest such run takes the label of the neighbour whose centroid its
     embeddings are closest to. Region boundaries stay exactly where VAD put them (a speaker change
@@ -359,7 +350,7 @@ def smooth(segs: list[Segment], labels: np.ndarray, emb: np.ndarray, centroids: 
     by_region: dict[int, list[int]] = {}
     for i, seg in enumerate(segs):
         by_region.setdefault(seg.region, []).append(i)
-    pieces: list[Piece] = []
+    pieces: list[SpeakerPiece] = []
     for region, members in by_region.items():
         label = {i: int(labels[i]) for i in members}
         while True:
@@ -372,7 +363,7 @@ def smooth(segs: list[Segment], labels: np.ndarray, emb: np.ndarray, centroids: 
             neighbours = [runs[j][0] for j in (shortest - 1, shortest + 1) if 0 <= j < len(runs)]
             new = max(neighbours, key=lambda speaker: float(mean @ centroids[speaker]))
             label.update((i, new) for i in runs[shortest][1])
-        pieces.extend(Piece(segs[idx[0]].own_start, segs[idx[-1]].own_end, speaker, region) for speaker, idx in runs)
+        pieces.extend(SpeakerPiece(segs[idx[0]].own_start, segs[idx[-1]].own_end, speaker, region) for speaker, idx in runs)
     return pieces
 
 
@@ -400,7 +391,7 @@ ASSET_FILES = {"segmentation": (MODEL_FILE,), "embedding": (MODEL_FILE,), "plda"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 MIN_PYANNOTE_PIECE = 0.1  # seconds: slivers left by cutting pyannote's turns to VAD regions are dropped
 RECORDING_URI = "recording"
-HOW_TO_PROVIDE = ("download the pipeline on a machine with access to huggingface.co (accept its conditions "
+HOW_TO_PROVIDE = ("mixc never downloads weights: download the pipeline on a machine with access to huggingface.co (accept its conditions "
                   "there; e.g. `huggingface-cli download {name} --local-dir DIR`), copy DIR here and name it "
                   "in the spec: diarize {{ backend = pyannote  model = \"/path/to/DIR\" }}")
 
@@ -436,9 +427,8 @@ def cached_file(repo: str, filename: str) -> Path | None:
 
 def missing_from_cache(name: str, what: str, also: str = "") -> MissingWeights:
     """The error for a hub id absent from the local cache; `also` adds where else mixc looked."""
-    return MissingWeights(
-        f"pyannote {what} {name!r} is not in the local Hugging Face cache (looked in {hf_cache()}{also}); "
-        "mixc never downloads weights. To provide it, " + HOW_TO_PROVIDE.format(name=name))
+    return MissingWeights(f"pyannote {what} {name!r} is not in the local Hugging Face cache (looked in "
+                          f"{hf_cache()}{also})", HOW_TO_PROVIDE.format(name=name))
 
 
 def resolve_pipeline(model: str | None) -> LocalPipeline:
@@ -448,26 +438,26 @@ def resolve_pipeline(model: str | None) -> LocalPipeline:
 
     if not model:
         raise MissingWeights("diarize backend pyannote needs `model`: a local pipeline folder (with "
-                             f"{PIPELINE_FILE}) or a hub id in the local Hugging Face cache; to get one, "
-                             + HOW_TO_PROVIDE.format(name=COMMUNITY))
+                             f"{PIPELINE_FILE}) or a hub id in the local Hugging Face cache",
+                             HOW_TO_PROVIDE.format(name=COMMUNITY))
     path = Path(model).expanduser()
     if path.exists():
         config_file = path / PIPELINE_FILE if path.is_dir() else path
         if not config_file.is_file():
             raise MissingWeights(f"pyannote pipeline folder {path} has no {PIPELINE_FILE}; a pipeline folder "
-                                 "holds config.yaml and the segmentation, embedding and PLDA it names. To "
-                                 "provide one, " + HOW_TO_PROVIDE.format(name=COMMUNITY))
+                                 "holds config.yaml and the segmentation, embedding and PLDA it names",
+                                 HOW_TO_PROVIDE.format(name=COMMUNITY))
     elif HUB_ID.fullmatch(model):
         config_file = cached_file(model, PIPELINE_FILE)
         if config_file is None:
             raise missing_from_cache(model, "pipeline", f", and for a folder {path.resolve()}")
     else:
         raise MissingWeights(f"pyannote pipeline {model!r}: no such file or folder (looked at {path.resolve()}), "
-                             "and it is not a hub id (owner/name). To provide one, "
-                             + HOW_TO_PROVIDE.format(name=COMMUNITY))
+                             "and it is not a hub id (owner/name)", HOW_TO_PROVIDE.format(name=COMMUNITY))
     config = yaml.safe_load(config_file.read_text())
     if not isinstance(config, dict) or not isinstance(config.get("pipeline"), dict):
-        raise ValueError(f"{config_file} is not a pyannote pipeline config: it has no `pipeline` section")
+        raise MissingWeights(f"{config_file} is not a pyannote pipeline config: it has no `pipeline` section",
+                             HOW_TO_PROVIDE.format(name=COMMUNITY))
     params = config["pipeline"]["params"] = dict(config["pipeline"].get("params") or {})
     files = [config_file]
     for key, needed in ASSET_FILES.items():
@@ -496,12 +486,11 @@ def local_asset(ref, root: Path, needed: tuple[str, ...], key: str) -> tuple[Pat
         used = [folder / name for name in needed]
         if absent := [str(p) for p in used if not p.is_file()]:
             raise MissingWeights(f"pyannote {key} files missing: {', '.join(absent)} (referenced by "
-                                 f"{root / PIPELINE_FILE}). To provide them, " + HOW_TO_PROVIDE.format(name=COMMUNITY))
+                                 f"{root / PIPELINE_FILE})", HOW_TO_PROVIDE.format(name=COMMUNITY))
         return folder, used
     if not HUB_ID.fullmatch(checkpoint):
         raise MissingWeights(f"pyannote {key} {checkpoint!r}: no such file or folder (looked in {root} and "
-                             f"{Path(checkpoint).expanduser().resolve()}). To provide it, "
-                             + HOW_TO_PROVIDE.format(name=COMMUNITY))
+                             f"{Path(checkpoint).expanduser().resolve()})", HOW_TO_PROVIDE.format(name=COMMUNITY))
     used = [cached_file(checkpoint, f"{subfolder}/{name}" if subfolder else name) for name in needed]
     if any(p is None for p in used):
         raise missing_from_cache(f"{checkpoint}/{subfolder}" if subfolder else checkpoint, key)
@@ -555,5 +544,5 @@ class PyannoteDiarizer(Diarizer):
             for index, region in enumerate(regions):
                 start, end = max(segment.start, region.start), min(segment.end, region.end)
                 if end - start >= MIN_PYANNOTE_PIECE:
-                    pieces.append(Piece(start, end, str(label), index))
+                    pieces.append(SpeakerPiece(start, end, str(label), index))
         return join_pieces(pieces, self.cfg.max_pause)

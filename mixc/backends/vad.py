@@ -10,6 +10,10 @@ from mixc.audio import SAMPLE_RATE, Region
 from mixc.ir import Vad
 
 
+def locate(cfg: Vad) -> None:
+    """silero's weights ship inside its package: nothing can be missing."""
+
+
 def model_revision(cfg: Vad) -> str:
     return f"silero-vad=={version('silero-vad')}:onnx"
 
@@ -39,5 +43,5 @@ class SileroVad:
         return [Region(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
-def load_vad(cfg: Vad, threads: int = 1) -> SileroVad:
+def load(cfg: Vad, threads: int = 1) -> SileroVad:
     return SileroVad(cfg, threads)

@@ -6,10 +6,8 @@ killed at any point leaves only a `tmp/` folder, which the next build of that ke
 file lock (flock) keeps two compiles from building the same artifact; the second waits, then reuses it.
 
 Items: stages that map recordings one by one (the audio stages) also memoise each recording's result
-under `items/<kind>/<key[:2]>/<key><suffix>`, keyed by the stage's parameters and the recording's
-upstream item key, never by a path. Each item is written beside its place and renamed into it, so a
-stage killed half-way keeps every finished recording, and a source that gains one file costs only
-that file's work.
+in `items/` (`mixc.stages.store.ItemStore`), and `digests.sqlite` remembers the content digest of
+every input file (`mixc.build.digest.DigestMemo`).
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mixc.hashing import DigestMemo
+from mixc.build.digest import DigestMemo
+from mixc.stages.store import ItemStore
 
 CACHE_ENV = "MIXC_CACHE"
 DEFAULT_FOLDER = Path(".mixc") / "cache"
@@ -46,37 +45,13 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
-class Items:
-    """Per-recording results of item-wise stages: immutable files named by content keys."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def path(self, kind: str, key: str, suffix: str) -> Path:
-        return self.root / kind / key[:2] / f"{key}{suffix}"
-
-    def has(self, kind: str, key: str, suffix: str) -> bool:
-        return self.path(kind, key, suffix).is_file()
-
-    def put(self, kind: str, key: str, suffix: str, write: Callable[[Path], None]) -> Path:
-        """`write(tmp)` makes the item's file; it becomes visible only once complete (fsync + rename)."""
-        final = self.path(kind, key, suffix)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        return final
-
-
 class Cache:
     def __init__(self, root: Path, create: bool = True):
         self.root = root
         if create:
             for sub in ("tmp", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-        self.items = Items(root / "items")
+        self.items = ItemStore(root / "items")
         self.digests = DigestMemo(root / "digests.sqlite")
 
     def path(self, kind: str, key: str) -> Path:

@@ -8,7 +8,6 @@ always holds the streams that plan names.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -16,32 +15,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixc.plan import budget
-from mixc.lang.diagnostics import Diagnostic, error
-from mixc.build.execute import Executor, MissingStages, Run, StageFailed
-from mixc.ir import Spec
-from mixc.lang.lower import Lowered
-from mixc.plan.dag import stages
+from mixc import ir
+from mixc.build.cache import Cache
+from mixc.build.execute import Executor, NotRunnable, OnStage, StageFailed, StageRun
+from mixc.build.preflight import not_runnable, preflight, stage_error
 from mixc.build.report import compile_report
-from mixc.planfile import (Lock, ModelPlan, OptimizerPlan, Plan, SchedulePlan, ShardLock, StreamPlan, TrainerPlan,
-                           VocabLayout)
-from mixc.stages.audio_tokens import read_audio_vocab
-from mixc.stages.base import Progress, no_progress
-from mixc.stages.tokenizer import read_vocab, tokenizer_file
+from mixc.lang.diagnostics import Diagnostic, SpecError, error
+from mixc.lang.lower import Lowered
+from mixc.plan import budget
+from mixc.plan.dag import subject_block
 from mixc.plan.vocab import Layout, layout
-
-
-class CompileError(Exception):
-    def __init__(self, diagnostics: list[Diagnostic]):
-        super().__init__(f"{len(diagnostics)} error(s)")
-        self.diagnostics = diagnostics
+from mixc.planfile import (Lock, ModelPlan, OptimizerPlan, SchedulePlan, ShardLock, StreamPlan, TrainerPlan,
+                           TrainingPlan, VocabLayout, sha256_file)
+from mixc.stages import graph
+from mixc.stages.audio_tokens import AudioVocab
+from mixc.stages.base import Progress, no_progress
+from mixc.stages.shards import MDS, StreamInfo
+from mixc.stages.tokenizer import VocabFile, tokenizer_file
 
 
 @dataclass(frozen=True)
 class Result:
     out: Path
-    plan: Plan
-    runs: dict[str, Run]
+    plan: TrainingPlan
+    runs: dict[str, StageRun]
     seconds: float
 
 
@@ -55,50 +52,15 @@ def allocate(shares: dict[str, float], total: int) -> dict[str, int]:
     return counts
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _collection(spec: Spec, name: str) -> str:
-    return "sources" if name in spec.sources else "generators"
-
-
-def _missing_stage_errors(low: Lowered, exc: MissingStages) -> list[Diagnostic]:
-    by_subject: dict[str, list[str]] = {}
-    for stage in exc.stages:
-        by_subject.setdefault(stage.subject, []).append(stage.kind)
-    out = []
-    for subject, kinds in by_subject.items():
-        path = (_collection(low.ir, subject), subject) if subject in low.ir.sources or subject in low.ir.generators \
-            else ("tokenizers", subject)
-        out.append(error("compile.unsupported", f"'{subject}' needs stages this mixc cannot run yet: "
-                         f"{', '.join(kinds)}", low.span(path) or low.span(("mixture",)),
-                         "compile a mixture of text sources, or drop this leaf from the mixture"))
-    return out
-
-
-def _stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
-    """A failed stage's message, at the spec field that decided it (else its subject's block)."""
-    subject = exc.stage.subject
-    spec = low.ir
-    base = (_collection(spec, subject), subject) if subject in spec.sources or subject in spec.generators \
-        else ("tokenizers", subject)
-    return error(f"stage.{exc.stage.kind}", exc.message, low.span(base + exc.field) or low.span(base), exc.hint)
-
-
-def _streams(low: Lowered, runs: dict[str, Run], epoch: int) -> tuple[list[StreamPlan], list[Diagnostic]]:
+def _streams(low: Lowered, runs: dict[str, StageRun], epoch: int) -> tuple[list[StreamPlan], list[Diagnostic]]:
     spec = low.ir
     shares = budget.leaf_shares(spec.mixture)
     choose = allocate(shares, epoch)
     out, diags = [], []
     for name in sorted(shares):
-        info = json.loads((runs[f"shards:{name}"].path / "stream.json").read_text())
-        samples = info["samples"]
-        where = low.span((_collection(spec, name), name))
+        info = StreamInfo.read(runs[f"shards:{name}"].path)
+        samples = info.samples
+        where = low.span(subject_block(spec, name))
         if samples == 0:
             diags.append(error("compile.empty", f"'{name}' produced no {spec.pack.seq_len}-token sequences",
                                where, "check its files and field, or lower pack.seq_len (see report.md for drops)"))
@@ -108,16 +70,16 @@ def _streams(low: Lowered, runs: dict[str, Run], epoch: int) -> tuple[list[Strea
         if cap is not None and repeat > cap:
             diags.append(error("budget.infeasible",
                                f"the budget needs {repeat:.2f} passes over '{name}' but max_repeats is {cap:g}",
-                               low.span((_collection(spec, name), name, "max_repeats")) or where,
+                               low.span(subject_block(spec, name) + ("max_repeats",)) or where,
                                f"'{name}' compiled to {samples:,} sequences and the budget draws {choose[name]:,}; "
                                "lower the budget or its share, raise the cap, or add data"))
         out.append(StreamPlan(name=name, path=f"streams/{name}", share=shares[name], samples=samples,
                               choose=choose[name], repeat=repeat, proportion=choose[name] / epoch,
-                              tokens=info["tokens"]))
+                              tokens=info.tokens))
     return out, diags
 
 
-def _warmup(spec: Spec, steps: int) -> int:
+def _warmup(spec: ir.Spec, steps: int) -> int:
     warmup = spec.train.schedule.warmup  # a percentage lowers to a float share, a count to an int
     return round(warmup * steps) if isinstance(warmup, float) else int(warmup)
 
@@ -129,9 +91,9 @@ def _vocab(lay: Layout, tokenizer: Path) -> VocabLayout:
                        tokenizer=f"tokenizer/{tokenizer.name}", tokenizer_kind=kind)
 
 
-def _plan(spec_path: str, spec: Spec, streams: list[StreamPlan], vocab: VocabLayout, steps: int) -> Plan:
+def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: VocabLayout, steps: int) -> TrainingPlan:
     t = spec.train
-    return Plan(
+    return TrainingPlan(
         spec=spec_path, ir_hash=spec.content_hash(), seed=spec.seed, seq_len=spec.pack.seq_len,
         epoch_samples=sum(s.choose for s in streams), streams=tuple(streams), vocab=vocab, loss=spec.interleave.loss,
         model=ModelPlan(preset=t.model.preset, backbone=str(t.model.backbone) if t.model.backbone else None),
@@ -145,7 +107,7 @@ def _plan(spec_path: str, spec: Spec, streams: list[StreamPlan], vocab: VocabLay
     )
 
 
-def _copy_outputs(out: Path, runs: dict[str, Run], streams: list[StreamPlan], tokenizer: Path) -> list[ShardLock]:
+def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan], tokenizer: Path) -> list[ShardLock]:
     for folder in ("streams", "tokenizer"):
         shutil.rmtree(out / folder, ignore_errors=True)
     (out / "tokenizer").mkdir(parents=True)
@@ -153,10 +115,10 @@ def _copy_outputs(out: Path, runs: dict[str, Run], streams: list[StreamPlan], to
     locks = []
     for stream in streams:
         target = out / stream.path
-        shutil.copytree(runs[f"shards:{stream.name}"].path / "mds", target)
+        shutil.copytree(runs[f"shards:{stream.name}"].path / MDS, target)
         for path in sorted(target.rglob("*")):
             if path.is_file():
-                locks.append(ShardLock(path=path.relative_to(out).as_posix(), sha256=_sha256(path),
+                locks.append(ShardLock(path=path.relative_to(out).as_posix(), sha256=sha256_file(path),
                                        bytes=path.stat().st_size))
     return locks
 
@@ -164,7 +126,7 @@ def _copy_outputs(out: Path, runs: dict[str, Run], streams: list[StreamPlan], to
 REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch")
 
 
-def _models(runs: dict[str, Run]) -> dict[str, str]:
+def _models(runs: dict[str, StageRun]) -> dict[str, str]:
     """Stage id -> the exact models (and libraries) it ran: what must match to rebuild the same bytes."""
     out = {}
     for sid, run in runs.items():
@@ -174,38 +136,41 @@ def _models(runs: dict[str, Run]) -> dict[str, str]:
     return out
 
 
-def _lock(spec: Spec, runs: dict[str, Run], streams: list[StreamPlan], shards: list[ShardLock],
+def _lock(spec: ir.Spec, runs: dict[str, StageRun], streams: list[StreamPlan], shards: list[ShardLock],
           tokenizer: Path) -> Lock:
-    sources = {r.stage.subject: r.fingerprint for r in runs.values()
-               if r.fingerprint and r.stage.kind in ("read", "ingest")}
+    sources = {r.node.subject: r.fingerprint for r in runs.values()
+               if r.fingerprint and r.node.kind in ("read", "ingest")}
     models = _models(runs)
-    return Lock(ir_hash=spec.content_hash(), seed=spec.seed, sources=sources, tokenizer=_sha256(tokenizer),
+    return Lock(ir_hash=spec.content_hash(), seed=spec.seed, sources=sources, tokenizer=sha256_file(tokenizer),
                 models=models, stage_keys={sid: r.key for sid, r in runs.items()},
                 tokens={s.name: s.tokens for s in streams}, shards=tuple(shards))
 
 
-def compile_spec(low: Lowered, spec_path: str, out: Path, cache, workers: int = 1,
-                 progress: Progress = no_progress) -> Result:
-    """Build every stage (or reuse it), then write the outputs; raises CompileError with located errors."""
+def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers: int = 1,
+                 progress: Progress = no_progress, on_stage: OnStage | None = None) -> Result:
+    """Build every stage (or reuse it), then write the outputs; raises SpecError with located errors."""
     spec = low.ir
     start = time.perf_counter()
     steps = budget.total_steps(spec)
     if steps is None:
-        raise CompileError([error("budget.missing", "the spec sets no training budget", low.span(("budget",)))])
-    dag = stages(spec)
+        raise SpecError([error("budget.missing", "the spec sets no training budget", low.span(("budget",)))])
+    stages = graph(spec)
+    if diags := preflight(low, stages):
+        raise SpecError(diags)
     try:
-        runs = Executor(spec, low.root, cache, workers, progress).run(dag)
-    except MissingStages as exc:
-        raise CompileError(_missing_stage_errors(low, exc)) from None
+        runs = Executor(spec, low.root, cache, workers, progress, on_stage).run(stages)
+    except NotRunnable as exc:
+        raise SpecError(not_runnable(low, exc.nodes)) from None
     except StageFailed as exc:
-        raise CompileError([_stage_error(low, exc)]) from None
+        raise SpecError([stage_error(low, exc)]) from None
     streams, diags = _streams(low, runs, steps * spec.train.batch)
     if diags:
-        raise CompileError(diags)
-    tok_run = next(r for r in runs.values() if r.stage.kind in ("train_bpe", "load_text_tokenizer"))
+        raise SpecError(diags)
+    tok_run = next(r for r in runs.values() if r.node.kind in ("train_bpe", "load_text_tokenizer"))
     tokenizer = tokenizer_file(tok_run.path)
-    audio = next((r for r in runs.values() if r.stage.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
-    lay = layout(spec, read_vocab(tok_run.path), read_audio_vocab(audio.path)["codebook_size"] if audio else None)
+    audio = next((r for r in runs.values() if r.node.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
+    lay = layout(VocabFile.read(tok_run.path), AudioVocab.read(audio.path).codebook_size if audio else None,
+                 spec.interleave.markers)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").unlink(missing_ok=True)
     shards = _copy_outputs(out, runs, streams, tokenizer)

@@ -1,28 +1,32 @@
-"""Plan -> stage runs: each stage's cache key, cache hits, locked and atomic builds, per-stage stats.
+"""Stage graph -> stage runs: each stage's cache key, cache hits, locked and atomic builds, per-stage stats.
 
-A run's key hashes the plan's key for the stage (kind, version, the IR values it reads), the
-fingerprint of anything outside the spec it reads (input file contents) and its inputs' run keys; so
-an edited data file rebuilds exactly what depends on it, and nothing else ever does.
+A run's key hashes the plan's key for the stage (kind, version, the IR values it declares), the
+fingerprint of anything outside the spec it reads (input file contents, model revisions) and its
+inputs' run keys; so an edited data file rebuilds exactly what depends on it, and nothing else ever
+does. The stage itself sees only the IR values it declared (`Declared`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixc.backends import MissingWeights
+from mixc import ir
 from mixc.build.cache import Cache
-from mixc.ir import Spec
-from mixc.plan.dag import Stage
+from mixc.errors import SPEC, MissingWeights, MixcError
+from mixc.ir import IrPath
+from mixc.plan.dag import StageGraph, StageNode, resolve, subject_block
 from mixc.stages import REGISTRY
-from mixc.stages.base import Context, Progress, StageError, StageRun, Stats, no_progress
+from mixc.stages.base import Context, Declared, Progress, Stage, StageError, Stats, no_progress
 
 
 @dataclass(frozen=True)
-class Run:
-    stage: Stage
+class StageRun:
+    """A stage executed (or found in the cache) under its run key."""
+    node: StageNode
     key: str
     hit: bool
     path: Path
@@ -31,102 +35,129 @@ class Run:
     details: dict  # those inputs: content ids, model revisions, draws (see each stage's `fingerprint`)
 
 
-class StageFailed(Exception):
-    """A stage raised StageError, or a backend's weights are missing: the spec can fix it."""
+class StageFailed(MixcError):
+    """A stage failed for a reason the user can fix: `field` is the IR path it is reported at."""
 
-    def __init__(self, stage: Stage, message: str, hint: str | None, field: tuple[str, ...]):
-        super().__init__(f"{stage.id}: {message}")
-        self.stage, self.message, self.hint, self.field = stage, message, hint, field
+    exit_code = SPEC
 
-
-# where a stage's missing weights were chosen in the spec, below its subject's block
-WEIGHTS_FIELD = {"diarize": ("diarize", "model"), "asr": ("asr", "model"), "vad": ("vad",),
-                 "load_audio_tokenizer": ("path",)}
+    def __init__(self, node: StageNode, error: MixcError, field: IrPath):
+        super().__init__(error.message, error.hint)
+        self.node, self.field = node, field
 
 
-class MissingStages(Exception):
-    """Stages the plan needs that this build of mixc cannot run."""
+class NotRunnable(MixcError):
+    """Stages the plan needs that this build of mixc cannot run yet."""
 
-    def __init__(self, stages: list[Stage]):
-        super().__init__(", ".join(s.id for s in stages))
-        self.stages = stages
+    exit_code = SPEC
+
+    def __init__(self, nodes: list[StageNode]):
+        super().__init__(", ".join(n.id for n in nodes))
+        self.nodes = nodes
 
 
 def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_key(stage: Stage, fingerprint: dict, input_keys: list[str] | None) -> str:
+def run_key(node: StageNode, fingerprint: dict, input_keys: list[str] | None) -> str:
     """The cache key of a stage run; `input_keys` None for a stage keyed by its inputs' content
     (its fingerprint covers them), whose plan key then counts without its inputs' either."""
     if input_keys is None:
-        return _digest({"stage": stage.params_key, "fingerprint": fingerprint, "by_content": True})
-    return _digest({"stage": stage.key, "fingerprint": fingerprint, "inputs": input_keys})
+        return _digest({"stage": node.params_key, "fingerprint": fingerprint, "by_content": True})
+    return _digest({"stage": node.key, "fingerprint": fingerprint, "inputs": input_keys})
 
 
+def declared(spec: ir.Spec, node: StageNode) -> Declared:
+    """What a stage may read of the spec: its declared values, resolved for its subject."""
+    return Declared.of(spec, node, REGISTRY[node.kind].declared_reads(spec))
+
+
+def error_field(spec: ir.Spec, node: StageNode, error: MixcError) -> IrPath:
+    """Where in the spec a stage's failure is reported: the field the error names, else the field
+    naming the stage's weights (missing weights), else the stage's subject's block."""
+    where = error.field if isinstance(error, StageError) else \
+        REGISTRY[node.kind].weights if isinstance(error, MissingWeights) else None
+    return resolve(where, spec, node.subject) if where else subject_block(spec, node.subject)
+
+
+# Called before a stage is built (run None; never for a cache hit) and after every stage (its run),
+# with the stage's number and how many there are: the CLI's progress lines.
+OnStage = Callable[[StageNode, "StageRun | None", int, int], None]
+
+
+@dataclass
 class Executor:
-    def __init__(self, spec: Spec, root: Path, cache: Cache, workers: int = 1, progress: Progress = no_progress):
-        self.spec, self.root, self.cache, self.workers, self.progress = spec, root, cache, workers, progress
+    spec: ir.Spec
+    root: Path
+    cache: Cache
+    workers: int = 1
+    progress: Progress = no_progress
+    on_stage: OnStage | None = None
+    _stages: dict[str, Stage] = field(default_factory=dict)
 
-    def run(self, dag: dict[str, Stage], on_done=None) -> dict[str, Run]:
-        """Every stage of `dag` (topologically ordered), from the cache when its key is there."""
-        missing = [s for s in dag.values() if s.kind not in REGISTRY]
-        if missing:
-            raise MissingStages(missing)
-        runs: dict[str, Run] = {}
-        for sid, stage in dag.items():
-            runs[sid] = self._one(stage, runs)
-            if on_done is not None:
-                on_done(runs[sid])
+    def run(self, graph: StageGraph) -> dict[str, StageRun]:
+        """Every stage of `graph` (topologically ordered), from the cache when its key is there."""
+        unrunnable = [n for n in graph.values() if not n.runnable]
+        if unrunnable:
+            raise NotRunnable(unrunnable)
+        runs: dict[str, StageRun] = {}
+        for number, (sid, node) in enumerate(graph.items(), 1):
+            runs[sid] = self._one(node, runs, (number, len(graph)))
+            if self.on_stage:
+                self.on_stage(node, runs[sid], number, len(graph))
         return runs
 
-    def preview(self, dag: dict[str, Stage]) -> dict[str, bool]:
+    def preview(self, graph: StageGraph) -> dict[str, bool]:
         """Which stages a compile would take from the cache (True) and which it would build, without
         building anything. A stage whose inputs must be built is built too; so is one whose outside
         inputs cannot be read yet."""
-        known: dict[str, Run] = {}
-        for stage in dag.values():
-            if stage.kind not in REGISTRY or any(i not in known for i in stage.inputs):
+        known: dict[str, StageRun] = {}
+        for node in graph.values():
+            if not node.runnable or any(i not in known for i in node.inputs):
                 continue
             try:
-                _, ctx, key = self._keyed(stage, known)
-            except (OSError, ValueError, StageError, MissingWeights):
+                _, ctx, key = self._keyed(node, known)
+            except (OSError, ValueError, MixcError):
                 continue
-            if self.cache.has(stage.kind, key):
-                path = self.cache.path(stage.kind, key)
-                known[stage.id] = Run(stage, key, True, path, Stats.read(path), "", ctx.fingerprint)
-        return {sid: sid in known for sid in dag}
+            if self.cache.has(node.kind, key):
+                path = self.cache.path(node.kind, key)
+                known[node.id] = StageRun(node, key, True, path, Stats.read(path), "", ctx.fingerprint)
+        return {sid: sid in known for sid in graph}
 
-    def _keyed(self, stage: Stage, runs: dict[str, Run]) -> tuple[StageRun, Context, str]:
+    def _stage(self, kind: str) -> Stage:
+        if kind not in self._stages:
+            self._stages[kind] = REGISTRY[kind]()
+        return self._stages[kind]
+
+    def _keyed(self, node: StageNode, runs: dict[str, StageRun]) -> tuple[Stage, Context, str]:
         """The stage's implementation, its context (with its fingerprint) and its run key."""
-        impl = REGISTRY[stage.kind]()
-        ctx = Context(self.spec, stage, {i: runs[i].path for i in stage.inputs}, Path(), self.root, self.workers,
-                      self.progress, self.cache.items, self.cache.digests)
-        ctx.fingerprint = impl.fingerprint(ctx)
-        key = run_key(stage, ctx.fingerprint, None if impl.keyed_by_content else [runs[i].key for i in stage.inputs])
-        return impl, ctx, key
+        stage = self._stage(node.kind)
+        ctx = Context(node, declared(self.spec, node), {i: runs[i].path for i in node.inputs}, Path(), self.root,
+                      self.workers, self.progress, self.cache.items, self.cache.digests)
+        ctx.fingerprint = stage.fingerprint(ctx, self.spec)
+        key = run_key(node, ctx.fingerprint, None if stage.keyed_by_content else [runs[i].key for i in node.inputs])
+        return stage, ctx, key
 
-    def _one(self, stage: Stage, runs: dict[str, Run]) -> Run:
-        """One stage from the cache, or built; errors the spec can fix become StageFailed."""
+    def _one(self, node: StageNode, runs: dict[str, StageRun], position: tuple[int, int]) -> StageRun:
+        """One stage from the cache, or built; an error the user can fix becomes StageFailed."""
         try:
-            return self._build(stage, runs)
-        except StageError as exc:
-            raise StageFailed(stage, str(exc), exc.hint, exc.field) from None
-        except MissingWeights as exc:  # its first sentence says what is missing, the rest how to get it
-            what, _, how = str(exc).partition(". ")
-            raise StageFailed(stage, what, how or None, WEIGHTS_FIELD.get(stage.kind, ())) from None
+            return self._build(node, runs, position)
+        except MixcError as exc:
+            raise StageFailed(node, exc, error_field(self.spec, node, exc)) from None
 
-    def _build(self, stage: Stage, runs: dict[str, Run]) -> Run:
-        impl, ctx, key = self._keyed(stage, runs)
+    def _build(self, node: StageNode, runs: dict[str, StageRun], position: tuple[int, int]) -> StageRun:
+        stage, ctx, key = self._keyed(node, runs)
         fingerprint = ctx.fingerprint
         digest = _digest(fingerprint) if fingerprint else ""
-        final = self.cache.path(stage.kind, key)
-        if self.cache.has(stage.kind, key):
-            return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)
-        with self.cache.lock(stage.kind, key):
-            if self.cache.has(stage.kind, key):  # another compile built it while we waited
-                return Run(stage, key, True, final, Stats.read(final), digest, fingerprint)
-            ctx.out = self.cache.scratch(stage.kind, key)
-            stats = impl(ctx)
-            self.cache.commit(stage.kind, key, ctx.out)
-        return Run(stage, key, False, final, stats, digest, fingerprint)
+        final = self.cache.path(node.kind, key)
+        if self.cache.has(node.kind, key):
+            return StageRun(node, key, True, final, Stats.read(final), digest, fingerprint)
+        with self.cache.lock(node.kind, key):
+            if self.cache.has(node.kind, key):  # another compile built it while we waited
+                return StageRun(node, key, True, final, Stats.read(final), digest, fingerprint)
+            if self.on_stage:
+                self.on_stage(node, None, *position)
+            ctx.out = self.cache.scratch(node.kind, key)
+            stats = stage(ctx)
+            self.cache.commit(node.kind, key, ctx.out)
+        return StageRun(node, key, False, final, stats, digest, fingerprint)

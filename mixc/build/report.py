@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from mixc.build.execute import Run
-from mixc.planfile import Plan
+from mixc.build.execute import StageRun
+from mixc.planfile import TrainingPlan
+from mixc.stages.chunk import ChunkManifest
 
 
 def _drops(dropped: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {reason}" for reason, n in sorted(dropped.items())) or "-"
 
 
-def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
+def compile_report(plan: TrainingPlan, runs: dict[str, StageRun], seconds: float) -> str:
     """report.md: token counts per stream vs the spec, drops by reason, cache hits, time per stage."""
     hits = sum(r.hit for r in runs.values())
     lines = [f"# Compile report: {plan.spec}", "",
@@ -40,13 +41,13 @@ def compile_report(plan: Plan, runs: dict[str, Run], seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _of(runs: dict[str, Run], kind: str, subject: str) -> Run | None:
+def _of(runs: dict[str, StageRun], kind: str, subject: str) -> StageRun | None:
     return runs.get(f"{kind}:{subject}")
 
 
-def _web_audio(runs: dict[str, Run]) -> list[str]:
+def _web_audio(runs: dict[str, StageRun]) -> list[str]:
     """Per audio source: recordings, hours, speech, speakers, utterances kept, chunk lengths."""
-    subjects = sorted(r.stage.subject for r in runs.values() if r.stage.kind == "chunk")
+    subjects = sorted(r.node.subject for r in runs.values() if r.node.kind == "chunk")
     if not subjects:
         return []
     rows = []
@@ -67,10 +68,8 @@ def _web_audio(runs: dict[str, Run]) -> list[str]:
          "utterance drops", "granularity", "chunks", "mean s", "p50 s", "p95 s"], rows)
 
 
-def _granularity(run: Run) -> str:
-    import json
-    path = run.path / "chunk.json"
-    return json.loads(path.read_text()).get("granularity", "?") if path.exists() else "?"
+def _granularity(run: StageRun) -> str:
+    return ChunkManifest.read_summary(run.path).get("granularity", "?")
 
 
 TOKENIZER_FIGURES = (("recon_l1", "reconstruction L1 (normalised log-mel)"),
@@ -80,30 +79,30 @@ TOKENIZER_FIGURES = (("recon_l1", "reconstruction L1 (normalised log-mel)"),
                      ("usage_share", "share of codes used"), ("tokens_per_second", "tokens per second of audio"))
 
 
-def _audio_tokenizer(runs: dict[str, Run]) -> list[str]:
+def _audio_tokenizer(runs: dict[str, StageRun]) -> list[str]:
     """The trained (or loaded) audio tokenizer's quality on held-out utterances."""
-    run = next((r for r in runs.values() if r.stage.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
+    run = next((r for r in runs.values() if r.node.kind in ("train_audio_tokenizer", "load_audio_tokenizer")), None)
     if run is None:
         return []
     c = run.stats.counts
     where = ("held-out utterances" if c.get("held_out") else "its training utterances (too few to hold any out)")
-    head = [f"{run.stage.id}: codebook {c.get('codebook_size', 0):,}"
+    head = [f"{run.node.id}: codebook {c.get('codebook_size', 0):,}"
             + (f", trained on {c.get('train_seconds', 0) / 60:.1f} min of speech; measured on {c.get('eval_clips', 0)} "
                f"{where}." if "train_seconds" in c else " (loaded from a checkpoint).")]
     rows = [[label, f"{c[key]:.3f}"] for key, label in TOKENIZER_FIGURES if key in c]
     return ["", "## Audio tokenizer", ""] + head + ([""] + _md_table(["figure", "value"], rows) if rows else [])
 
 
-def _interleaving(runs: dict[str, Run]) -> list[str]:
+def _interleaving(runs: dict[str, StageRun]) -> list[str]:
     """Per speech stream: draws, modality switches per document, the audio/text token split."""
-    inter = sorted((r for r in runs.values() if r.stage.kind == "interleave"), key=lambda r: r.stage.subject)
+    inter = sorted((r for r in runs.values() if r.node.kind == "interleave"), key=lambda r: r.node.subject)
     if not inter:
         return []
     rows = []
     for run in inter:
         c = run.stats.counts
         audio, text = c.get("audio_tokens", 0), c.get("text_tokens", 0)
-        rows.append([run.stage.subject, str(c.get("draws", 1)), f"{c.get('documents', 0):,}",
+        rows.append([run.node.subject, str(c.get("draws", 1)), f"{c.get('documents', 0):,}",
                      f"{c.get('chunks_per_document', 0):.1f}", f"{c.get('switches_per_document', 0):.2f}",
                      f"{audio:,}", f"{text:,}", f"{audio / max(audio + text, 1):.1%}"])
     return ["", "## Interleaving", ""] + _md_table(

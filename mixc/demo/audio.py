@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mixc.audio import SAMPLE_RATE, to_mono_16k
+from mixc.errors import SetupError
 
 VOICES: tuple[str, ...] = ("awb", "rms", "slt", "kal16", "joe")
 PIPER_VOICE = "joe"
@@ -206,7 +207,7 @@ def _speaker_order(rng: np.random.Generator, n_speakers: int, n_turns: int) -> l
 
 # ---- voices -----------------------------------------------------------------------------------------
 
-class TtsMissing(RuntimeError):
+class TtsMissing(SetupError):
     """A TTS program the demo voices need is not installed."""
 
 
@@ -215,8 +216,8 @@ def flite_speech(voice: str, text: str) -> np.ndarray:
     import soundfile as sf
 
     if shutil.which("flite") is None:
-        raise TtsMissing("flite is not installed; the demo audio needs it: run scripts/setup.sh "
-                         "(or apt-get install flite)")
+        raise TtsMissing("flite is not installed; the demo's generated voices need it",
+                         "run scripts/setup.sh (or `apt-get install flite`)")
     done = subprocess.run(["flite", "-voice", voice, "-t", text, "-o", "/dev/stdout"],
                           capture_output=True, check=True)
     samples, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")

@@ -1,22 +1,35 @@
 """Semantic checks over lowered IR. Each check is a pure function returning diagnostics; `run`
-collects them all so one `mixc check` reports every problem at once."""
+collects them all so one `mixc check` reports every problem at once. These are the language's own
+checks; what needs planning (budget feasibility against the data found) or the stages (can this
+mixc run them, are their weights here) is checked by `mixc.build.preflight`."""
 
 from __future__ import annotations
 
 import glob as globlib
+import math
 import os
 from collections.abc import Callable, Iterator
 
-from mixc.plan import budget
+from mixc.ir import (
+    AudioSource,
+    BpeTokenizer,
+    FsqTokenizer,
+    KmeansTokenizer,
+    MixGroup,
+    MixLeaf,
+    Spec,
+    Stochastic,
+    TextSource,
+)
 from mixc.lang.diagnostics import Diagnostic, Span, error, sort_key, warning
-from mixc.ir import (AudioSource, BpeTokenizer, FsqTokenizer, KmeansTokenizer, MixGroup, MixLeaf, Spec, Stochastic,
-                     TextSource)
 from mixc.lang.lower import Lowered, did_you_mean, load
-from mixc.plan.sizes import SourceSize, estimate
+from mixc.planfile import MAX_VOCAB
 
 SHARE_TOLERANCE = 1e-6
 FLITE_VOICES = ("awb", "rms", "slt", "kal16", "kal")
 MIN_SEQ_LEN = 16
+MAX_SEQ_LEN = (1 << 31) - 1
+MARKERS = 4  # at most <audio> </audio> <text> </text>
 MIN_FSQ_LEVEL = 3  # FSQ with level 2 needs its symmetric mode, which the tokenizer does not use
 TOKEN_RATE = 12.5  # Hz: 16 kHz, 100 mel frames/s, 8x downsampling
 
@@ -161,9 +174,32 @@ def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     if isinstance(audio, KmeansTokenizer) and audio.codebook < 2:
         yield (("tokenizers", "audio", "codebook"), "a k-means codebook needs at least 2 clusters",
                "1000 clusters match the code count of FSQ levels [8, 5, 5, 5]")
+    if isinstance(audio, FsqTokenizer) and audio.steps < 1:
+        yield ("tokenizers", "audio", "steps"), "the audio tokenizer trains for at least 1 step", "the default is 600"
     text = spec.tokenizers.text
     if isinstance(text, BpeTokenizer) and text.vocab < 300:
         yield ("tokenizers", "text", "vocab"), "a BPE vocabulary needs at least 300 entries (256 bytes + merges)", None
+    if spec.pack.seq_len > MAX_SEQ_LEN:
+        yield (("pack", "seq_len"), f"seq_len must be at most {MAX_SEQ_LEN:,}: document starts are stored as int32",
+               "the paper packs 16384 tokens")
+    yield from _vocabulary(spec)
+
+
+def _vocabulary(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
+    """Sizes no token dtype can hold: the joint vocabulary (text + audio codes + markers) must fit
+    the widest dtype a shard stores (uint32)."""
+    text, audio = spec.tokenizers.text, spec.tokenizers.audio
+    codes = math.prod(audio.levels) if isinstance(audio, FsqTokenizer) else \
+        audio.codebook if isinstance(audio, KmeansTokenizer) else 0
+    words = text.vocab if isinstance(text, BpeTokenizer) else 0
+    total = words + codes + MARKERS
+    if total <= MAX_VOCAB:
+        return
+    where = ("tokenizers", "text", "vocab") if words >= codes else \
+        ("tokenizers", "audio", "levels" if isinstance(audio, FsqTokenizer) else "codebook")
+    yield (where, f"a joint vocabulary of {total:,} ids (text {words:,} + audio codes {codes:,} + markers) does not "
+           f"fit the widest token dtype (uint32: {MAX_VOCAB:,} ids)",
+           "text vocabularies hold 32K-256K tokens and audio codebooks 1K-64K codes")
 
 
 def check_ranges(low: Lowered) -> Iterator[Diagnostic]:
@@ -195,7 +231,7 @@ def check_backends(low: Lowered) -> Iterator[Diagnostic]:
 def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     text = spec.tokenizers.text
-    used = set(budget.leaf_shares(spec.mixture)) if spec.mixture.members else set()
+    used = {leaf.name for leaf in spec.mixture.leaves()}
     if isinstance(text, BpeTokenizer) and not text.train_on and not any(
             isinstance(s, TextSource) for s in spec.sources.values()):
         yield error("tokenizer.no-data", "the bpe text tokenizer has no text source to train on",
@@ -228,7 +264,7 @@ def check_unused(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     if not spec.mixture.members:
         return
-    used = set(budget.leaf_shares(spec.mixture))
+    used = {leaf.name for leaf in spec.mixture.leaves()}
     for gen_name, gen in spec.generators.items():
         if gen_name in used:
             used.add(gen.pages)
@@ -252,25 +288,17 @@ def check_files(low: Lowered) -> Iterator[Diagnostic]:
                         f"looked for {os.path.relpath(full)}; paths are relative to the spec that names them")
 
 
-def check_feasible(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnostic]:
-    """With sizes known, a leaf whose needed repeats exceed its cap makes the budget infeasible."""
-    spec = low.ir
-    available = {n: s.tokens for n, s in sizes.items() if s.tokens}
-    for name, needed in budget.repeats_needed(spec, available).items():
-        cap = budget.repeat_cap(spec, name)
-        if needed is None or cap is None or cap <= 0 or needed <= cap:
-            continue
-        collection = "sources" if name in spec.sources else "generators"
-        yield error("budget.infeasible",
-                    f"the budget needs {needed:.1f} passes over '{name}' but max_repeats is {cap:g}",
-                    low.span((collection, name, "max_repeats")) or low.span(("mixture",)),
-                    f"'{name}' holds ~{available[name]:,.0f} tokens; lower the budget or its share, "
-                    "raise the cap, or add data")
+def check_eval(low: Lowered) -> Iterator[Diagnostic]:
+    """The eval block is part of the language; this mixc does not run it yet."""
+    span = low.span(("eval",))
+    if span is not None:
+        yield warning("eval.not-run", "the eval block is checked but not run yet: `mixc train` trains and stops",
+                      span, "keep it for when evaluation lands (it changes no stage), or remove it")
 
 
 CHECKS: tuple[Callable[[Lowered], Iterator[Diagnostic]], ...] = (
     check_refs, check_name_clash, check_mixture, check_repeats, check_sampling, check_ranges, check_backends,
-    check_tokenizers, check_budget_declared, check_unused, check_files,
+    check_tokenizers, check_budget_declared, check_unused, check_files, check_eval,
 )
 
 
@@ -278,26 +306,16 @@ def _top(low: Lowered) -> Span | None:
     return Span(low.files[0], 1, 1, 1, 2) if low.files else None
 
 
-def run(low: Lowered, sizes: dict[str, SourceSize] | None = None) -> list[Diagnostic]:
+def run(low: Lowered) -> list[Diagnostic]:
     """Every diagnostic for a lowered spec: lowering's own, then all checks, sorted by location."""
     diags = list(low.diagnostics)
     if low.ir is not None:
         for check in CHECKS:
             diags.extend(check(low))
-        if sizes:
-            diags.extend(check_feasible(low, sizes))
     return sorted(diags, key=sort_key)
 
 
-def needs_sizes(low: Lowered) -> bool:
-    """Sizes are worth scanning only when some leaf has a repeat cap."""
-    spec = low.ir
-    return spec is not None and any(budget.repeat_cap(spec, n) is not None for n in budget.leaf_shares(spec.mixture))
-
-
-
-def check_file(path: str, with_sizes: bool = True) -> tuple[Lowered, list[Diagnostic]]:
-    """Load, lower and check one spec; sizes are scanned only when a repeat cap makes them matter."""
+def check_file(path: str) -> tuple[Lowered, list[Diagnostic]]:
+    """Load, lower and check one spec (the language's checks only)."""
     low = load(path)
-    sizes = estimate(low.ir, low.root) if with_sizes and needs_sizes(low) else None
-    return low, run(low, sizes)
+    return low, run(low)

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 
+from mixc.errors import SPEC, MixcError
+
 
 @dataclass(frozen=True)
 class Span:
@@ -61,12 +63,19 @@ def warning(code: str, message: str, span: Span | None, hint: str | None = None,
     return Diagnostic(Severity.WARNING, code, message, span, hint, notes)
 
 
-class SpecError(Exception):
-    """Raised to stop a pass early; carries every diagnostic found so far."""
+class SpecError(MixcError):
+    """The spec cannot be used as written: carries every located diagnostic found. The CLI renders
+    them (with their snippets and hints) and exits with 1, whatever the cause underneath (a field
+    naming weights absent from this machine is still reported, and fixed, at that field)."""
+
+    exit_code = SPEC
 
     def __init__(self, diagnostics: list[Diagnostic]):
         super().__init__("; ".join(d.message for d in diagnostics))
         self.diagnostics = diagnostics
+
+    def __reduce__(self):
+        return type(self), (self.diagnostics,)
 
 
 class Sources:

@@ -13,11 +13,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel
 
-from mixc.lang import schema
-
-from mixc.lang import units
 from mixc.ir import FilePath, Files, MixGroup, MixLeaf, Ref, Spec, Unit
-from mixc.lang.syntax import Block, Call, Comment, Extends, Field, Item, ListValue, MixEntry, Name, Quantity, String, Value
+from mixc.lang import schema, units
+from mixc.lang.syntax import (
+    Block,
+    Comment,
+    Extends,
+    Field,
+    Item,
+    ListValue,
+    MixEntry,
+    Name,
+    Quantity,
+    String,
+    Value,
+)
 
 INDENT = "  "
 MAX_LINE = 100

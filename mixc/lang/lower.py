@@ -1,4 +1,4 @@
-"""AST -> IR: resolves `extends`, merges overrides, checks names and units, fills defaults.
+"""Merged AST items -> IR: checks names, kinds and units, fills defaults, records every span.
 
 Lowering never stops at the first problem: it records a diagnostic, skips the offending item and
 goes on, so one run reports every error it can find.
@@ -15,16 +15,14 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from mixc.lang import schema
+from mixc import ir
+from mixc.errors import SPEC, MixcError
+from mixc.ir import IrPath
+from mixc.lang import schema, units
+from mixc.lang.diagnostics import Diagnostic, Severity, Sources, Span, error
+from mixc.lang.extends import SpecLoader, head_span
+from mixc.lang.syntax import Block, Call, Field, Item, ListValue, MixEntry, Name, Quantity, String, Value
 
-from mixc.lang import units
-from mixc.lang.diagnostics import Diagnostic, Severity, Sources, Span, SpecError, error
-from mixc.ir import FilePath, Files, MixGroup, MixLeaf, Ref, Spec, Unit
-from mixc.lang.syntax import Block, Call, Extends, Field, Item, ListValue, MixEntry, Name, Quantity, String, Value, parse, decode
-
-IrPath = tuple[str, ...]
-
-ROOT_MARKERS = (".git", "pyproject.toml", "mixc.toml")
 MIXABLE = ("audio", "text", "krist", "quest")
 
 
@@ -49,7 +47,7 @@ class FileUse:
 class Lowered:
     """The result of lowering: the IR (None if errors prevented it) and everything checks need."""
 
-    ir: Spec | None
+    ir: ir.Spec | None
     spans: dict[IrPath, Span]
     diagnostics: list[Diagnostic]
     texts: Sources
@@ -81,10 +79,14 @@ class Lowered:
 FAILED = object()  # a nested block that already reported its errors
 
 
-class _Bad(Exception):
+class _Bad(MixcError):
+    """One value that cannot be lowered: reported as a diagnostic, and lowering goes on."""
+
+    exit_code = SPEC
+
     def __init__(self, message: str, span: Span, hint: str | None = None, code: str = "type"):
-        super().__init__(message)
-        self.message, self.span, self.hint, self.code = message, span, hint, code
+        super().__init__(message, hint)
+        self.span, self.code = span, code
 
 
 def did_you_mean(name: str, candidates: list[str], noun: str = "") -> str | None:
@@ -96,186 +98,11 @@ def did_you_mean(name: str, candidates: list[str], noun: str = "") -> str | None
     return None
 
 
-def workspace_root(spec_path: Path) -> Path:
-    """The nearest ancestor holding .git, pyproject.toml or mixc.toml; else the spec's folder."""
-    start = spec_path.resolve().parent
-    for folder in (start, *start.parents):
-        if any((folder / m).exists() for m in ROOT_MARKERS):
-            return folder
-    return start
-
-
-# ------------------------------------------------------------------------------- spec loading
-
-
-class _Loader:
-    def __init__(self, entry: Path):
-        self.root = workspace_root(entry)
-        self.texts = Sources()
-        self.diags: list[Diagnostic] = []
-        self.files: list[str] = []
-
-    def load(self, display: str, stack: tuple[Path, ...], via: Span | None) -> list[Item] | None:
-        path = Path(display)
-        real = path.resolve()
-        if real in stack:
-            chain = " -> ".join([p.name for p in stack[stack.index(real):]] + [real.name])
-            self.diags.append(error("extends.cycle", f"extends cycle: {chain}", via,
-                                    "a spec cannot extend itself, directly or through others"))
-            return None
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            what = "spec not found" if isinstance(exc, FileNotFoundError) else f"cannot read spec ({exc.strerror})"
-            self.diags.append(error("extends.missing" if via else "spec.missing", f"{what}: {display}", via,
-                                    "paths in `extends` are relative to the spec that names them" if via else None))
-            return None
-        try:
-            spec = parse(decode(display, data), display)
-        except SpecError as exc:
-            self.texts.add(display, data.decode("utf-8", "replace"))
-            self.diags.extend(exc.diagnostics)
-            return None
-        self.texts.add(display, spec.text)
-        self.files.append(display)
-        own = [i for i in spec.items if not isinstance(i, Extends)]
-        parents = [i for i in spec.items if isinstance(i, Extends)]
-        self.diags.extend(_placement(spec.items))
-        self.diags.extend(duplicates(own, Spec))
-        if not parents:
-            return own
-        parent = parents[0]
-        base_display = os.path.normpath(os.path.join(os.path.dirname(display), parent.path.value))
-        base = self.load(base_display, stack + (real,), parent.path.span)
-        if base is None:
-            return None
-        return merge(base, own, Spec)
-
-
-def _placement(items: tuple[Item, ...]) -> list[Diagnostic]:
-    out = []
-    seen_other = False
-    extends = 0
-    for item in items:
-        if isinstance(item, Extends):
-            extends += 1
-            if seen_other:
-                out.append(error("extends.placement", "'extends' must come before everything else in a spec",
-                                 item.span, "move it to the top of the file"))
-            elif extends > 1:
-                out.append(error("extends.multiple", "a spec extends at most one other spec", item.span,
-                                 "chain them instead: let the base itself extend the other"))
-        else:
-            seen_other = True
-    return out
-
-
-# ----------------------------------------------------------------------- duplicates and merging
-
-
-def _key(item: Item, model: type[BaseModel] | None) -> tuple:
-    if isinstance(item, Field):
-        return ("field", item.name.value)
-    if isinstance(item, MixEntry):
-        return ("entry", item.name.value)
-    if isinstance(item, Block):
-        slot = schema.slots(model).get(item.name.value) if model else None
-        if slot is not None and slot.kind == "named":
-            return ("block", item.name.value, item.label.value if item.label else None)
-        return ("block", item.name.value)
-    return ("other", id(item))
-
-
-def _block_model(item: Block, model: type[BaseModel] | None) -> type[BaseModel] | None:
-    slot = schema.slots(model).get(item.name.value) if model else None
-    if slot is None:
-        return None
-    if slot.kind == "named":
-        if not schema.named_target_is_dict(slot):  # a fixed set of labels, like `tokenizer text`
-            inner = schema.slots(slot.models[0]).get(item.label.value if item.label else "")
-            return inner.model_for(item.kind.value if item.kind else None) if inner else None
-        return slot.model_for(item.kind.value if item.kind else None)
-    if slot.kind == "block":
-        label = item.label.value if item.label else None
-        return slot.model_for(label) if slot.variant else slot.models[0]
-    return None
-
-
-def duplicates(items: list[Item] | tuple[Item, ...], model: type[BaseModel] | None) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    seen: dict[tuple, Item] = {}
-    for item in items:
-        key = _key(item, model)
-        if key in seen:
-            first = seen[key]
-            what = _describe_item(item)
-            out.append(error("name.duplicate", f"duplicate {what}", _head_span(item),
-                             "remove one of them (to change a base spec's value, use `extends`)",
-                             (("first defined here", _head_span(first)),)))
-        else:
-            seen[key] = item
-        if isinstance(item, Block):
-            out.extend(duplicates(item.items, _block_model(item, model)))
-        if isinstance(item, MixEntry) and item.items:
-            out.extend(duplicates(item.items, None))
-    return out
-
-
-def _describe_item(item: Item) -> str:
-    if isinstance(item, Field):
-        return f"field '{item.name.value}'"
-    if isinstance(item, MixEntry):
-        return f"mixture entry '{item.name.value}'"
-    if isinstance(item, Block):
-        return f"{item.name.value} '{item.label.value}'" if item.label else f"block '{item.name.value}'"
-    return "item"
-
-
-def _head_span(item: Item) -> Span:
-    if isinstance(item, Field):
-        return item.name.span
-    if isinstance(item, Block):
-        return item.header
-    if isinstance(item, MixEntry):
-        return item.name.span
-    return item.span
-
-
-def merge(base: list[Item], child: list[Item], model: type[BaseModel] | None) -> list[Item]:
-    """Overlay an extending spec's items on its base's: fields replace, blocks merge by name."""
-    out = list(base)
-    for item in child:
-        key = _key(item, model)
-        at = next((i for i, old in enumerate(out) if _key(old, model) == key), None)
-        if at is None:
-            out.append(item)
-            continue
-        old = out[at]
-        if isinstance(old, Block) and isinstance(item, Block) and _mergeable(old, item, model):
-            sub = _block_model(old, model)
-            out[at] = Block(item.name, item.label or old.label, item.kind or old.kind,
-                            tuple(merge(list(old.items), list(item.items), sub)), item.span)
-        else:
-            out[at] = item
-    return out
-
-
-def _mergeable(old: Block, new: Block, model: type[BaseModel] | None) -> bool:
-    slot = schema.slots(model).get(old.name.value) if model else None
-    if slot is None or slot.kind == "mixture":
-        return False
-    if slot.kind == "block" and slot.variant and new.label and (old.label is None or old.label.value != new.label.value):
-        return False
-    if new.kind and old.kind and new.kind.value != old.kind.value:
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ value lowering
 
 
 class _Lowerer:
-    def __init__(self, loader: _Loader):
+    def __init__(self, loader: SpecLoader):
         self.root = loader.root
         self.diags = loader.diags
         self.spans: dict[IrPath, Span] = {}
@@ -442,20 +269,20 @@ class _Lowerer:
 
     # mixture --------------------------------------------------------------------------------
 
-    def mixture(self, block: Block, path: IrPath) -> MixGroup | None:
+    def mixture(self, block: Block, path: IrPath) -> ir.MixGroup | None:
         if block.label or block.kind:
             raise _Bad("'mixture' takes no name or kind", (block.label or block.kind).span,
                        "write `mixture { 60% text  40% speech { ... } }`", "name.unexpected-label")
         self.spans[path] = block.header
         members = self.entries(block.items, path)
-        return MixGroup(name="mixture", share=1.0, members=members) if members is not None else FAILED
+        return ir.MixGroup(name="mixture", share=1.0, members=members) if members is not None else FAILED
 
     def entries(self, items: tuple[Item, ...], path: IrPath) -> tuple | None:
         out = []
         ok = True
         for item in items:
             if not isinstance(item, MixEntry):
-                self.report(_Bad("a mixture holds entries like `60% name`", _head_span(item),
+                self.report(_Bad("a mixture holds entries like `60% name`", head_span(item),
                                  "write a share then a source, generator or group name: `40% speech { ... }`",
                                  "mixture.entry-expected"))
                 ok = False
@@ -465,20 +292,20 @@ class _Lowerer:
             self.spans[sub] = item.name.span
             self.spans[sub + ("share",)] = item.share.span
             try:
-                share = self._decimal(item.share, Unit.PERCENT, "share")
+                share = self._decimal(item.share, ir.Unit.PERCENT, "share")
             except _Bad as bad:
                 self.report(bad)
                 ok = False
                 continue
             if item.items is None:
                 self.refs.append(RefUse(sub, name, MIXABLE, item.name.span))
-                out.append(MixLeaf(name=name, share=float(share)))
+                out.append(ir.MixLeaf(name=name, share=float(share)))
             else:
                 members = self.entries(item.items, sub)
                 if members is None:
                     ok = False
                     continue
-                out.append(MixGroup(name=name, share=float(share), members=members))
+                out.append(ir.MixGroup(name=name, share=float(share), members=members))
         return tuple(sorted(out, key=lambda m: m.name)) if ok else None
 
     # values ---------------------------------------------------------------------------------
@@ -488,12 +315,12 @@ class _Lowerer:
         args = schema.union_args(base)
         if args is not None:
             return self._union(value, args, markers, path, what)
-        unit = schema.marker(markers, Unit)
-        if schema.marker(markers, Files) is not None:
+        unit = schema.marker(markers, ir.Unit)
+        if schema.marker(markers, ir.Files) is not None:
             return self._files(value, path, glob=True)
-        if schema.marker(markers, FilePath) is not None:
+        if schema.marker(markers, ir.FilePath) is not None:
             return self._files(value, path, glob=False)[0]
-        ref = schema.marker(markers, Ref)
+        ref = schema.marker(markers, ir.Ref)
         if ref is not None:
             name = self._name(value, what)
             self.refs.append(RefUse(path, name, ref.kinds, value.span))
@@ -512,9 +339,9 @@ class _Lowerer:
                 return value.value == "true"
             raise _Bad(f"'{what}' takes true or false, found {_show(value)}", value.span, None, "type.bool")
         if base is int:
-            return self._unit(value, Unit.NUMBER, int, what)
+            return self._unit(value, ir.Unit.NUMBER, int, what)
         if base is float:
-            return self._unit(value, Unit.NUMBER, float, what)
+            return self._unit(value, ir.Unit.NUMBER, float, what)
         if base is str:
             if isinstance(value, (String, Name)):
                 return value.value
@@ -535,7 +362,7 @@ class _Lowerer:
                 return self.value(value, option, path, what)
             except _Bad as bad:
                 failures.append(bad)
-        families = [schema.marker(schema.split(o)[1], Unit) for o in options]
+        families = [schema.marker(schema.split(o)[1], ir.Unit) for o in options]
         if len(failures) > 1 and all(families):
             names = " or ".join(dict.fromkeys(units.FAMILY_NAMES[f] for f in families))
             raise _Bad(f"'{what}' takes {names}, found {units.describe(value.raw) if isinstance(value, Quantity) else _show(value)}",
@@ -543,7 +370,7 @@ class _Lowerer:
                        "type.unit")
         raise failures[0]
 
-    def _decimal(self, value: Value, unit: Unit, what: str) -> Decimal:
+    def _decimal(self, value: Value, unit: ir.Unit, what: str) -> Decimal:
         if not isinstance(value, Quantity):
             raise _Bad(f"'{what}' takes {units.FAMILY_NAMES[unit]} ({units.EXAMPLES[unit]}), found {_show(value)}",
                        value.span, None, "type.unit")
@@ -552,7 +379,7 @@ class _Lowerer:
         except units.UnitError as exc:
             raise _Bad(f"'{what}': {exc}", value.span, exc.hint, "type.unit") from None
 
-    def _unit(self, value: Value, unit: Unit, base: Any, what: str) -> Any:
+    def _unit(self, value: Value, unit: ir.Unit, base: Any, what: str) -> Any:
         number = self._decimal(value, unit, what)
         if base is int:
             try:
@@ -669,17 +496,17 @@ def _show(value: Value) -> str:
 # --------------------------------------------------------------------------------- entry point
 
 
-def lower_items(items: list[Item], loader: _Loader) -> tuple[Spec | None, _Lowerer]:
+def lower_items(items: list[Item], loader: SpecLoader) -> tuple[ir.Spec | None, _Lowerer]:
     lowerer = _Lowerer(loader)
     top = Span(loader.files[0], 1, 1, 1, 2) if loader.files else None
-    spec = lowerer.block(items, Spec, (), "the spec", top)  # type: ignore[arg-type]
+    spec = lowerer.block(items, ir.Spec, (), "the spec", top)  # type: ignore[arg-type]
     return (None if spec is FAILED else spec), lowerer  # type: ignore[return-value]
 
 
 def load(path: str | Path) -> Lowered:
     """Read a spec and everything it extends, and lower it to IR. Never raises for bad input."""
     display = str(path)
-    loader = _Loader(Path(display))
+    loader = SpecLoader(Path(display))
     items = loader.load(display, (), None)
     if items is None:
         return Lowered(None, {}, loader.diags, loader.texts, tuple(loader.files), loader.root)

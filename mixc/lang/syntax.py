@@ -10,6 +10,7 @@ from typing import Union
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from mixc.lang.diagnostics import Diagnostic, Span, SpecError, error
+from mixc.lang.units import unit_word
 
 # ----------------------------------------------------------------------------------------- AST
 
@@ -397,7 +398,30 @@ def _previous_token(exc: UnexpectedToken) -> Token | None:
     return None
 
 
+VALUE_STARTS = ("EQUAL", "COMMA", "LBRACKET", "LPAR")
+
+
+def _detached_unit(path: str, text: str, exc: UnexpectedToken) -> Diagnostic | None:
+    """`seq_len = 20 seconds`: a unit written apart from its number, just before the parse failed."""
+    try:
+        tokens = [t for t in parser().lex(text) if t.start_pos is not None and t.start_pos < exc.token.start_pos] \
+            if exc.token.start_pos is not None else []
+    except UnexpectedInput:
+        return None
+    for back in (1, 2):
+        if len(tokens) < back + 2:
+            continue
+        before, number, word = tokens[-back - 2], tokens[-back - 1], tokens[-back]
+        suffix = unit_word(str(word)) if word.type == "NAME" else None
+        if number.type == "QUANTITY" and before.type in VALUE_STARTS and suffix and number.line == word.line:
+            return error("syntax.detached-unit", f"unit '{word}' is written apart from its number {number}",
+                         _tok_span(path, word), f"a unit follows its number without a space: write `{number}{suffix}`")
+    return None
+
+
 def syntax_error(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
+    if isinstance(exc, UnexpectedToken) and (detached := _detached_unit(path, text, exc)):
+        return detached
     if isinstance(exc, UnexpectedCharacters):
         return _syntax_from_characters(path, text, exc)
     if isinstance(exc, UnexpectedToken):
@@ -409,9 +433,13 @@ def syntax_error(path: str, text: str, exc: UnexpectedInput) -> Diagnostic:
 # ---------------------------------------------------------------------------------- entry point
 
 
+BOM = "\ufeff"  # some Windows editors start UTF-8 files with one
+
+
 def decode(path: str, data: bytes) -> str:
+    """A spec file's bytes as text: UTF-8, a leading byte-order mark dropped."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix(BOM)
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1

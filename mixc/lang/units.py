@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from mixc.errors import SPEC, MixcError
 from mixc.ir import Unit
 
 _SCALES: dict[Unit, dict[str, Decimal]] = {
@@ -50,16 +51,24 @@ _LOOKALIKES = {"sec": "s", "secs": "s", "second": "s", "seconds": "s", "m": "min
                "kb": "KB", "pct": "%"}
 
 
-class UnitError(ValueError):
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
+class UnitError(MixcError):
+    """A quantity that is not a number, or has a unit of another family; lowering locates it."""
+
+    exit_code = SPEC
 
 
 @dataclass(frozen=True)
 class Parsed:
     number: Decimal
     suffix: str
+
+
+def unit_word(word: str) -> str | None:
+    """The unit suffix a word written apart from its number stands for ("seconds" -> "s", "MiB" ->
+    "MiB"), or None when it is no unit."""
+    if any(word in scales for unit, scales in _SCALES.items() if unit is not Unit.NUMBER) and word:
+        return word
+    return _LOOKALIKES.get(word) or _LOOKALIKES.get(word.lower())
 
 
 def parse_quantity(raw: str) -> Parsed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mixc.ir import MixGroup, MixLeaf, Spec
+from mixc.ir import AudioSource, MixGroup, MixLeaf, Spec
 
 
 def leaf_shares(group: MixGroup, scale: float = 1.0) -> dict[str, float]:
@@ -61,3 +61,9 @@ def repeats_needed(spec: Spec, available: dict[str, float]) -> dict[str, float |
         have = available.get(name)
         out[name] = None if total is None or not have else share * total / have
     return out
+
+
+def has_speech(spec: Spec) -> bool:
+    """Whether any mixture leaf is speech (web audio or a generator): then the vocabulary has audio."""
+    leaves = leaf_shares(spec.mixture)
+    return any(isinstance(spec.sources.get(n), AudioSource) or n in spec.generators for n in leaves)

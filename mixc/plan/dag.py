@@ -1,233 +1,175 @@
-"""IR -> plan: the stage DAG with content keys, and the per-leaf budget table (polars).
+"""IR -> the stage graph: which stages a spec needs, how they connect, and each one's content key.
 
-A stage's key hashes its kind, the IR values it reads, its implementation version and its inputs'
-keys; never a path on this machine or a cosmetic field. Two specs that differ in one line differ in
-exactly the keys downstream of that line, which is what `mixc diff` and the cache rely on.
+The planner only wires the graph: each `add` names a stage kind, its subject (a source, generator
+or tokenizer) and its inputs. What a kind is (its version, its one-line doc, the IR values it
+reads, the field naming its weights) is declared once, on its class in `mixc.stages`, and handed to
+`wire` as a catalogue; this layer never imports the stages.
+
+A stage's key hashes its kind, version, the IR values it declares and its inputs' keys; never a path
+on this machine or a cosmetic field. Two specs that differ in one line differ in exactly the keys
+downstream of that line, which is what `mixc diff` and the cache rely on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
-from typing import Any
+from pydantic_core import to_jsonable_python
 
-import polars as pl
-
+from mixc import ir
+from mixc.ir import IrPath
 from mixc.plan import budget
-from mixc.ir import AudioSource, BpeTokenizer, FsqTokenizer, KmeansTokenizer, KristGenerator, Spec, Stochastic, TextSource
-from mixc.plan.sizes import SourceSize
-from mixc.plan.vocab import has_speech
 
-IrPath = tuple[str, ...]
+SUBJECT = "."  # a declared read starting with "." is below the stage's subject's block: ".vad"
 
-# Bump a stage's version when its implementation changes what it produces.
-STAGE_VERSIONS = {
-    "ingest": 1, "vad": 1, "diarize": 1, "asr": 1, "filter": 1, "chunk": 1, "encode": 1, "interleave": 1,
-    "read": 1, "dedup": 1, "tokenize": 1, "pack": 1, "shards": 1, "extract": 1, "rewrite": 1, "mine": 1,
-    "answer": 1, "tts": 1, "train_bpe": 1, "load_text_tokenizer": 1, "train_audio_tokenizer": 1,
-    "load_audio_tokenizer": 1,
-}
 
-# What each stage makes; read by `mixc plan` and docs.
-STAGE_DOCS = {
-    "ingest": "decode, resample to 16 kHz mono, quarantine bad files",
-    "vad": "speech regions", "diarize": "speaker turns", "asr": "transcripts with word timestamps",
-    "filter": "language and transcript filters", "chunk": "(audio, text) chunks",
-    "encode": "audio codes per chunk", "interleave": "one modality per chunk, markers, loss mask",
-    "read": "documents", "dedup": "exact-duplicate removal", "tokenize": "text tokens",
-    "pack": "fixed-length sequences", "shards": "MDS shards", "extract": "page text",
-    "rewrite": "LLM rewrite (Krist)", "mine": "questions (Quest)", "answer": "filtered questions + answers",
-    "tts": "synthetic speech", "train_bpe": "a trained BPE tokenizer", "load_text_tokenizer": "a text tokenizer",
-    "train_audio_tokenizer": "a trained audio tokenizer", "load_audio_tokenizer": "an audio tokenizer",
-}
+class Declaration(Protocol):
+    """What the planner needs to know of a stage kind; its class in `mixc.stages` declares it."""
+
+    kind: ClassVar[str]
+    version: ClassVar[int]
+    doc: ClassVar[str]
+    runnable: ClassVar[bool]
+
+    @classmethod
+    def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]: ...
+
+
+def subject_block(spec: ir.Spec, subject: str) -> IrPath:
+    """Where a subject's block is in the IR: a source, a generator, or a tokenizer."""
+    if subject in spec.sources:
+        return ("sources", subject)
+    if subject in spec.generators:
+        return ("generators", subject)
+    return ("tokenizers", subject)
+
+
+def resolve(read: str, spec: ir.Spec, subject: str) -> IrPath:
+    """A declared read ("pack", "interleave.markers", ".vad") as an IR path for this subject."""
+    if read.startswith(SUBJECT):
+        return subject_block(spec, subject) + tuple(read[1:].split("."))
+    return tuple(read.split("."))
 
 
 @dataclass(frozen=True)
-class Stage:
-    id: str
+class StageNode:
+    id: str  # "kind:subject"
     kind: str
     subject: str
+    doc: str
     reads: tuple[IrPath, ...]
     inputs: tuple[str, ...]
     key: str
     params_key: str  # kind, version and the IR values it reads, without its inputs: keys per-item memos
-
-    @property
-    def doc(self) -> str:
-        return STAGE_DOCS[self.kind]
+    runnable: bool  # False: declared, but this mixc cannot run it yet
 
 
-def _get(spec: Spec, path: IrPath) -> Any:
-    node: Any = spec.model_dump(mode="json")
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
+StageGraph = dict[str, StageNode]  # stage id -> node, in a topological order
 
 
-class _Builder:
-    def __init__(self, spec: Spec):
-        self.spec = spec
-        self.stages: dict[str, Stage] = {}
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
-    def add(self, kind: str, subject: str, reads: list[IrPath], inputs: list[str]) -> str:
+
+class _Wiring:
+    def __init__(self, spec: ir.Spec, kinds: Mapping[str, type[Declaration]]):
+        self.spec, self.kinds = spec, kinds
+        self.graph: StageGraph = {}
+
+    def add(self, kind: str, subject: str, inputs: list[str]) -> str:
         sid = f"{kind}:{subject}"
-        if sid in self.stages:
+        if sid in self.graph:
             return sid
-        params = {"kind": kind, "version": STAGE_VERSIONS[kind],
-                  "params": {"/".join(p): _get(self.spec, p) for p in reads}}
-        payload = {**params, "inputs": sorted(self.stages[i].key for i in inputs)}
-        key, params_key = (hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()[:16]
-                           for p in (payload, params))
-        self.stages[sid] = Stage(sid, kind, subject, tuple(reads), tuple(inputs), key, params_key)
+        decl = self.kinds[kind]
+        reads = tuple(resolve(r, self.spec, subject) for r in decl.declared_reads(self.spec))
+        values: dict[str, Any] = {"/".join(p): to_jsonable_python(ir.value_at(self.spec, p)) for p in reads}
+        params = {"kind": kind, "version": decl.version, "params": values}
+        key = _digest({**params, "inputs": sorted(self.graph[i].key for i in inputs)})
+        self.graph[sid] = StageNode(sid, kind, subject, decl.doc, reads, tuple(inputs), key, _digest(params),
+                                    decl.runnable)
         return sid
-
-    def seed_if(self, used: bool) -> list[IrPath]:
-        return [("seed",)] if used else []
 
     # tokenizers -----------------------------------------------------------------------------
 
     def text_tokenizer(self) -> str:
         tok = self.spec.tokenizers.text
-        if isinstance(tok, BpeTokenizer):
-            names = tok.train_on or tuple(n for n, s in self.spec.sources.items() if isinstance(s, TextSource))
-            inputs = [self.read(n) for n in names if isinstance(self.spec.sources.get(n), TextSource)]
-            return self.add("train_bpe", "text", [("tokenizers", "text"), ("seed",)], inputs)
-        return self.add("load_text_tokenizer", "text", [("tokenizers", "text")], [])
+        if isinstance(tok, ir.BpeTokenizer):
+            texts = [n for n, s in self.spec.sources.items() if isinstance(s, ir.TextSource)]
+            names = [n for n in tok.train_on or texts if n in texts]
+            return self.add("train_bpe", "text", [self.read(n) for n in names])
+        return self.add("load_text_tokenizer", "text", [])
 
     def audio_tokenizer(self) -> str:
         tok = self.spec.tokenizers.audio
-        if isinstance(tok, (FsqTokenizer, KmeansTokenizer)):
-            names = getattr(tok, "train_on", ()) or tuple(
-                n for n, s in self.spec.sources.items() if isinstance(s, AudioSource))
-            inputs = [self.web_audio_front(n) for n in names if isinstance(self.spec.sources.get(n), AudioSource)]
-            return self.add("train_audio_tokenizer", "audio", [("tokenizers", "audio"), ("seed",)], inputs)
-        return self.add("load_audio_tokenizer", "audio", [("tokenizers", "audio")], [])
+        if isinstance(tok, (ir.FsqTokenizer, ir.KmeansTokenizer)):
+            audio = [n for n, s in self.spec.sources.items() if isinstance(s, ir.AudioSource)]
+            names = [n for n in tok.train_on or audio if n in audio]
+            return self.add("train_audio_tokenizer", "audio", [self.web_audio_front(n) for n in names])
+        return self.add("load_audio_tokenizer", "audio", [])
 
     # per-source pipelines ---------------------------------------------------------------------
 
     def read(self, name: str) -> str:
-        base = ("sources", name)
-        sid = self.add("read", name, [base + ("files",), base + ("format",), base + ("field",)], [])
+        sid = self.add("read", name, [])
         if self.spec.sources[name].dedup:
-            sid = self.add("dedup", name, [base + ("dedup",)], [sid])
+            sid = self.add("dedup", name, [sid])
         return sid
 
     def web_audio_front(self, name: str) -> str:
         """ingest -> vad -> diarize -> asr -> filter: everything upstream of chunking."""
-        base = ("sources", name)
-        sid = self.add("ingest", name, [base + ("files",), base + ("manifest",), base + ("max_file_duration",)], [])
-        for kind, field in (("vad", "vad"), ("diarize", "diarize"), ("asr", "asr"), ("filter", "filters")):
-            sid = self.add(kind, name, [base + (field,)], [sid])
+        sid = self.add("ingest", name, [])
+        for kind in ("vad", "diarize", "asr", "filter"):
+            sid = self.add(kind, name, [sid])
         return sid
 
     def speech_tail(self, name: str, units: str) -> str:
         """encode -> interleave -> pack -> shards for a stream of (audio, text) chunks."""
-        stochastic = isinstance(self.spec.interleave.sampling, Stochastic)
-        enc = self.add("encode", name, [], [units, self.audio_tokenizer()])
-        inter = self.add("interleave", name, [("interleave",)] + self.seed_if(stochastic), [enc, self.text_tokenizer()])
-        return self.tail(name, inter)
+        encoded = self.add("encode", name, [units, self.audio_tokenizer()])
+        return self.tail(name, self.add("interleave", name, [encoded, self.text_tokenizer()]))
 
     def tail(self, name: str, sid: str) -> str:
-        packed = self.add("pack", name, [("pack",)], [sid])
+        packed = self.add("pack", name, [sid])
         # the joint vocabulary (text + audio codes + markers) fixes the token dtype of every stream
-        vocab = [self.audio_tokenizer()] if has_speech(self.spec) else []
-        return self.add("shards", name, [("shards",), ("tokenizers",), ("interleave", "markers")], [packed] + vocab)
+        vocab = [self.audio_tokenizer()] if budget.has_speech(self.spec) else []
+        return self.add("shards", name, [packed] + vocab)
 
-    def leaf(self, name: str) -> str | None:
-        spec = self.spec
-        if name in spec.sources:
-            source = spec.sources[name]
-            if isinstance(source, TextSource):
-                return self.tail(name, self.add("tokenize", name, [], [self.read(name), self.text_tokenizer()]))
-            if isinstance(source, AudioSource):
-                chunks = self.add("chunk", name, [("sources", name, "chunk")], [self.web_audio_front(name)])
-                return self.speech_tail(name, chunks)
-            return None
-        gen = spec.generators.get(name)
-        if gen is None or gen.pages not in spec.sources:
-            return None
-        base = ("generators", name)
-        pages = self.add("extract", gen.pages, [("sources", gen.pages, "files")], [])
-        if isinstance(gen, KristGenerator):
-            text = self.add("rewrite", name, [base + ("llm",), base + ("prompt",), ("seed",)], [pages])
-        else:
-            mined = self.add("mine", name, [base + ("question_pattern",)], [pages])
-            text = self.add("answer", name, [base + ("llm",), base + ("filter_prompt",), base + ("answer_prompt",),
-                                             ("seed",)], [mined])
-        voiced = self.add("tts", name, [base + ("tts",), ("seed",)], [text])
-        return self.speech_tail(name, voiced)
+    def leaf(self, name: str) -> None:
+        source = self.spec.sources.get(name)
+        if isinstance(source, ir.TextSource):
+            self.tail(name, self.add("tokenize", name, [self.read(name), self.text_tokenizer()]))
+        elif isinstance(source, ir.AudioSource):
+            self.speech_tail(name, self.add("chunk", name, [self.web_audio_front(name)]))
+        elif (gen := self.spec.generators.get(name)) is not None and gen.pages in self.spec.sources:
+            pages = self.add("extract", gen.pages, [])
+            if isinstance(gen, ir.KristGenerator):
+                text = self.add("rewrite", name, [pages])
+            else:
+                text = self.add("answer", name, [self.add("mine", name, [pages])])
+            self.speech_tail(name, self.add("tts", name, [text]))
 
 
-def stages(spec: Spec) -> dict[str, Stage]:
-    """The stage DAG for a spec, in a topological order (every stage after its inputs)."""
-    builder = _Builder(spec)
-    for name in sorted(budget.leaf_shares(spec.mixture)):
-        builder.leaf(name)
-    return builder.stages
+def wire(spec: ir.Spec, kinds: Mapping[str, type[Declaration]]) -> StageGraph:
+    """The stage graph for a spec, in a topological order (every stage after its inputs), keyed
+    with the declarations in `kinds` (`mixc.stages.REGISTRY`)."""
+    wiring = _Wiring(spec, kinds)
+    for leaf in sorted(budget.leaf_shares(spec.mixture)):
+        wiring.leaf(leaf)
+    return wiring.graph
 
 
-def downstream(dag: dict[str, Stage], roots: set[str]) -> set[str]:
+def downstream(graph: StageGraph, roots: set[str]) -> set[str]:
     out = set(roots)
-    for sid, stage in dag.items():  # topological order: one pass suffices
+    for sid, stage in graph.items():  # topological order: one pass suffices
         if any(i in out for i in stage.inputs):
             out.add(sid)
     return out
 
 
-def readers(dag: dict[str, Stage], path: IrPath) -> set[str]:
+def readers(graph: StageGraph, path: IrPath) -> set[str]:
     """Stages whose parameters include the IR value at `path` (or a part of it)."""
     n = len(path)
-    return {sid for sid, st in dag.items() if any(r[:n] == path or path[:len(r)] == r for r in st.reads)}
-
-
-# ---------------------------------------------------------------------------------- budget table
-
-
-def leaf_table(spec: Spec, sizes: dict[str, SourceSize] | None) -> pl.DataFrame:
-    shares = budget.leaf_shares(spec.mixture)
-    groups = budget.leaf_groups(spec.mixture)
-    total = budget.total_tokens(spec)
-    rows = []
-    for name in sorted(shares):
-        size = (sizes or {}).get(name)
-        kind = spec.sources[name].kind if name in spec.sources else \
-            spec.generators[name].kind if name in spec.generators else "?"
-        rows.append({
-            "leaf": "/".join(groups.get(name, ()) + (name,)), "name": name, "kind": kind, "share": shares[name],
-            "files": size.files if size else None, "hours": (size.seconds / 3600) if size and size.seconds is not None else None,
-            "est_tokens": size.tokens if size and size.tokens else None, "cap": budget.repeat_cap(spec, name),
-        })
-    schema = {"leaf": pl.String, "name": pl.String, "kind": pl.String, "share": pl.Float64, "files": pl.Int64,
-              "hours": pl.Float64, "est_tokens": pl.Float64, "cap": pl.Float64}
-    df = pl.DataFrame(rows, schema=schema)
-    needed = pl.col("share") * (float(total) if total is not None else None)
-    return df.with_columns(needed.alias("needed_tokens")).with_columns(
-        (pl.col("needed_tokens") / pl.col("est_tokens")).alias("repeats"),
-    ).with_columns(
-        pl.when(pl.col("repeats").is_null()).then(None)
-        .when(pl.col("cap").is_null()).then(True)
-        .otherwise(pl.col("repeats") <= pl.col("cap")).alias("feasible"),
-    )
-
-
-@dataclass
-class Plan:
-    spec: Spec
-    dag: dict[str, Stage]
-    table: pl.DataFrame
-    total_tokens: int | None
-    steps: int | None
-
-    def feasible(self) -> bool | None:
-        values = self.table["feasible"].to_list()
-        if any(v is False for v in values):
-            return False
-        return None if any(v is None for v in values) else True
-
-
-def build(spec: Spec, sizes: dict[str, SourceSize] | None = None) -> Plan:
-    return Plan(spec, stages(spec), leaf_table(spec, sizes), budget.total_tokens(spec), budget.total_steps(spec))
-
-
+    return {sid for sid, st in graph.items() if any(r[:n] == path or path[:len(r)] == r for r in st.reads)}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mixc.plan import dag as plan
-from mixc.ir import MixGroup, MixLeaf, Spec
+from mixc import ir
+from mixc.ir import IrPath
+from mixc.plan.dag import StageGraph, downstream, readers
 
-IrPath = tuple[str, ...]
 MISSING = object()
 
 
@@ -27,14 +27,14 @@ class Edit:
                 "invalidates": list(self.invalidates)}
 
 
-def _mixture_tree(group: MixGroup) -> dict:
+def _mixture_tree(group: ir.MixGroup) -> dict:
     out: dict[str, Any] = {}
     for m in group.members:
-        out[m.name] = {"share": m.share} if isinstance(m, MixLeaf) else {"share": m.share, **_mixture_tree(m)}
+        out[m.name] = {"share": m.share} if isinstance(m, ir.MixLeaf) else {"share": m.share, **_mixture_tree(m)}
     return out
 
 
-def _plain(spec: Spec) -> dict:
+def _plain(spec: ir.Spec) -> dict:
     data = spec.model_dump(mode="json")
     data["mixture"] = _mixture_tree(spec.mixture)
     return data
@@ -98,12 +98,12 @@ def factor(path: IrPath) -> str:
     return TOP_FACTORS.get(head, head)
 
 
-def _invalidated(dag: dict[str, plan.Stage], path: IrPath) -> set[str]:
+def _invalidated(graph: StageGraph, path: IrPath) -> set[str]:
     if path[0] == "mixture":
         return set()
     if path[0] in ("sources", "generators") and len(path) == 2:  # a whole source added or removed
-        return {sid for sid, st in dag.items() if st.subject == path[1]}
-    return plan.downstream(dag, plan.readers(dag, path))
+        return {sid for sid, st in graph.items() if st.subject == path[1]}
+    return downstream(graph, readers(graph, path))
 
 
 @dataclass
@@ -122,10 +122,11 @@ class SpecDiff:
                 "added": self.added, "removed": self.removed, "plan_only": not (self.rebuilt or self.added)}
 
 
-def diff(a: Spec, b: Spec) -> SpecDiff:
+def diff(a: ir.Spec, b: ir.Spec, dag_a: StageGraph, dag_b: StageGraph) -> SpecDiff:
+    """Typed edits from `a` to `b`, each with its factor and the stages it invalidates in either
+    spec's stage graph (`mixc.stages.graph`)."""
     raw: list[tuple[str, IrPath, Any, Any]] = []
     _walk(_plain(a), _plain(b), (), raw)
-    dag_a, dag_b = plan.stages(a), plan.stages(b)
     edits = []
     for op, path, old, new in raw:
         hit = _invalidated(dag_a, path) | _invalidated(dag_b, path)

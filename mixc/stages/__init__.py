@@ -1,20 +1,30 @@
-"""Stage implementations, by the kind names the plan uses."""
+"""Every stage kind, one class each (declared in its module: kind, version, doc, reads), and the
+stage graph of a spec keyed with their declarations."""
 
-from mixc.stages.audio_tokens import Encode, LoadAudioTokenizer, TrainAudioTokenizer
-from mixc.stages.base import StageRun
-from mixc.stages.chunk import Chunk
-from mixc.stages.ingest import Ingest
-from mixc.stages.interleave import Interleave
-from mixc.stages.pack import Pack
-from mixc.stages.shards import WriteShards
+from mixc import ir
+from mixc.plan.dag import StageGraph, wire
+from mixc.stages.audio_tokens import EncodeStage, LoadAudioTokenizerStage, TrainAudioTokenizerStage
+from mixc.stages.base import Stage
+from mixc.stages.chunk import ChunkStage
+from mixc.stages.ingest import IngestStage
+from mixc.stages.interleave import InterleaveStage
+from mixc.stages.pack import PackStage
+from mixc.stages.shards import ShardsStage
 from mixc.stages.speech import AsrStage, DiarizeStage, VadStage
-from mixc.stages.text import Dedup, ReadText
-from mixc.stages.tokenizer import LoadTextTokenizer, TrainBpe
-from mixc.stages.tokens import Tokenize
-from mixc.stages.transcripts import FilterTranscripts
+from mixc.stages.synthetic import AnswerStage, ExtractStage, MineStage, RewriteStage, TtsStage
+from mixc.stages.text import DedupStage, ReadStage
+from mixc.stages.tokenizer import LoadTextTokenizerStage, TrainBpeStage
+from mixc.stages.tokens import TokenizeStage
+from mixc.stages.transcripts import FilterStage
 
-REGISTRY: dict[str, type[StageRun]] = {
-    cls.kind: cls for cls in (ReadText, Dedup, TrainBpe, LoadTextTokenizer, Tokenize, Pack, WriteShards,
-                              Ingest, VadStage, DiarizeStage, AsrStage, FilterTranscripts, Chunk,
-                              TrainAudioTokenizer, LoadAudioTokenizer, Encode, Interleave)
+REGISTRY: dict[str, type[Stage]] = {
+    cls.kind: cls for cls in (ReadStage, DedupStage, TrainBpeStage, LoadTextTokenizerStage, TokenizeStage, PackStage,
+                              ShardsStage, IngestStage, VadStage, DiarizeStage, AsrStage, FilterStage, ChunkStage,
+                              TrainAudioTokenizerStage, LoadAudioTokenizerStage, EncodeStage, InterleaveStage,
+                              ExtractStage, RewriteStage, MineStage, AnswerStage, TtsStage)
 }
+
+
+def graph(spec: ir.Spec) -> StageGraph:
+    """The spec's stage graph, in a topological order, keyed with every stage's declaration."""
+    return wire(spec, REGISTRY)

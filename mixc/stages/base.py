@@ -1,7 +1,12 @@
-"""The one interface every stage implements, and the record of what a run did.
+"""The one class every stage kind is, and the record of what a run did.
 
-A stage reads its input artifacts (folders), writes its own artifact into `ctx.out`, and returns
-counts. It never decides where things live or whether to run: the executor does (cache, locks, keys).
+A stage declares what it is as class attributes (`kind`, `version`, `doc`, `reads`, and for a
+model stage `weights`); the planner keys it from them and `mixc plan` documents it with them. It
+implements `run`: read its input artifacts, write its own into `ctx.out`, count into `stats`. It
+never decides where things live or whether to run: the executor does (cache, locks, keys).
+
+A run sees the spec only through `ctx.read`, which hands back the IR values the stage declared and
+refuses anything else, so nothing a stage reads can escape its cache key.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from mixc.build.cache import Items
+from mixc import ir
+from mixc.errors import SPEC, MixcError
 from mixc.hashing import file_digest
-from mixc.ir import Spec
-from mixc.plan.dag import Stage
+from mixc.plan.dag import StageNode, resolve
+from mixc.stages.store import ItemStore
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], str, int | None], Iterator[T]]
@@ -39,6 +45,8 @@ class Stats:
     counts: dict[str, float] = field(default_factory=dict)  # whole counts, and figures (seconds, losses)
     quarantined: list[dict[str, str]] = field(default_factory=list)
 
+    FILE: ClassVar[str] = "stats.json"
+
     def drop(self, reason: str, n: int = 1) -> None:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
@@ -49,44 +57,80 @@ class Stats:
         self.drop(kind)
 
     def write(self, folder: Path) -> None:
-        (folder / "stats.json").write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        (folder / self.FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def read(cls, folder: Path) -> "Stats":
-        path = folder / "stats.json"
+    def read(cls, folder: Path) -> Stats:
+        path = folder / cls.FILE
         return cls(**json.loads(path.read_text())) if path.exists() else cls()
 
 
-class StageError(Exception):
-    """A stage cannot do its work for a reason the spec's author can fix. `field` is the IR path
-    (below the stage's subject, e.g. ("asr", "model")) the compiler points its error at."""
+class StageError(MixcError):
+    """A stage cannot do its work for a reason the spec's author can fix. `field` is where in the
+    spec, written like a declared read (".manifest", "tokenizers.audio.path"); the compiler points
+    its error there (else at the stage's subject)."""
 
-    def __init__(self, message: str, hint: str | None = None, field: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.hint, self.field = hint, field
+    exit_code = SPEC
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None):
+        super().__init__(message, hint)
+        self.field = field
 
     def __reduce__(self):  # keeps hint and field when raised in a worker process
-        return type(self), (str(self), self.hint, self.field)
+        return type(self), (self.message, self.hint, self.field)
+
+
+class UndeclaredRead(Exception):
+    """A stage read an IR value it did not declare: a bug in that stage (its key would miss it)."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The IR values a stage declared, for its subject; picklable, so worker processes get it too."""
+    stage: str
+    values: dict[str, Any]  # declared read as written (".vad", "pack") -> its IR value
+
+    @classmethod
+    def of(cls, spec: ir.Spec, node: StageNode, reads: tuple[str, ...]) -> Declared:
+        return cls(node.id, {r: ir.value_at(spec, resolve(r, spec, node.subject)) for r in reads})
+
+    def get(self, read: str) -> Any:
+        """The value of a declared read, or of a field below one ("interleave.loss" when "interleave"
+        is declared)."""
+        for declared, value in self.values.items():
+            if read == declared:
+                return value
+            if read.startswith(declared + "."):
+                return ir.value_at(value, tuple(read[len(declared) + 1:].split(".")))
+        raise UndeclaredRead(f"stage {self.stage} reads '{read}' but declares only {sorted(self.values)}: "
+                             "add it to the stage's `reads`")
 
 
 @dataclass
 class Context:
-    spec: Spec
-    stage: Stage
+    node: StageNode
+    config: Declared  # the only way a run sees the spec
     inputs: dict[str, Path]  # input stage id -> its artifact folder
     out: Path  # this run's (scratch) artifact folder
     root: Path  # the workspace root: spec paths are relative to it
     workers: int = 1
     progress: Progress = no_progress
-    items: Items | None = None  # per-recording memo of item-wise stages (the cache's items/)
+    items: ItemStore | None = None  # per-recording memo of item-wise stages (the cache's items/)
     digest: Callable[[Path], str] = file_digest  # a file's content digest (memoised by the cache)
-    fingerprint: dict | None = None  # what the stage's `fingerprint` returned (the executor's, or its own)
+    fingerprint: dict = field(default_factory=dict)  # what the stage's `fingerprint` returned
+
+    @property
+    def subject(self) -> str:
+        return self.node.subject
+
+    def read(self, declared: str) -> Any:
+        return self.config.get(declared)
 
     def input_of(self, kind: str) -> Path:
         """The artifact of the one input stage of this kind."""
         found = [p for sid, p in self.inputs.items() if sid.split(":")[0] == kind]
         if len(found) != 1:
-            raise LookupError(f"{self.stage.id} expects one '{kind}' input, has {sorted(self.inputs)}")
+            raise LookupError(f"{self.node.id} expects one '{kind}' input, has {sorted(self.inputs)}")
         return found[0]
 
     def inputs_of(self, *kinds: str) -> list[Path]:
@@ -98,16 +142,45 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-class StageRun(ABC):
-    """A stage kind. `fingerprint` names outside inputs (file contents) that enter the cache key.
+class Stage(ABC):
+    """A stage kind, declared by its class attributes:
 
-    A stage `keyed_by_content` leaves its inputs' run keys out of its own: its fingerprint digests
-    what it reads of them instead, so an upstream rebuild that yields the same content (files moved,
-    a new glob over the same audio) reuses it. For stages too costly to redo for nothing."""
+    - `kind`:    the name plans, caches and reports use;
+    - `version`: bump it whenever the bytes the stage writes change (tests/golden/stages.json holds
+                 a digest of every stage's output on a fixture, and fails when they change alone);
+    - `doc`:     one line for `mixc plan` and docs/architecture.md;
+    - `reads`:   the IR values its output depends on, as "pack", "interleave.markers", or ".vad"
+                 (below its subject's block); they enter its key, and they are all `ctx.read` gives;
+    - `weights`: (model stages) the declared value that names its model weights, where a missing
+                 model is reported;
+    - `keyed_by_content`: leave the inputs' run keys out of the key; `fingerprint` digests what the
+                 stage reads of them instead, so an upstream rebuild that yields the same content
+                 (files moved, a new glob over the same audio) reuses it (for costly stages);
+    - `runnable`: False for a kind the planner lays out but this mixc cannot run yet.
+
+    `fingerprint` names what the output depends on outside the spec (input file contents, model
+    revisions); it enters the run key. It may look at the whole spec, since what it returns is key.
+    """
     kind: ClassVar[str]
+    version: ClassVar[int]
+    doc: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]] = ()
+    weights: ClassVar[str | None] = None
     keyed_by_content: ClassVar[bool] = False
+    runnable: ClassVar[bool] = True
 
-    def fingerprint(self, ctx: Context) -> dict:
+    @classmethod
+    def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]:
+        """`reads`; a stage whose reads depend on the spec (a seed only stochastic sampling uses)
+        says so here."""
+        return cls.reads
+
+    @classmethod
+    def locate_weights(cls, config: Declared) -> None:
+        """Raise MissingWeights when the model `weights` names is not on this machine (cheap: finds
+        files, hashes nothing); `mixc check` calls it, so check and compile agree."""
+
+    def fingerprint(self, ctx: Context, spec: ir.Spec) -> dict:
         return {}
 
     @abstractmethod
@@ -115,8 +188,6 @@ class StageRun(ABC):
         """Build the artifact into ctx.out, counting into stats."""
 
     def __call__(self, ctx: Context) -> Stats:
-        if ctx.fingerprint is None:
-            ctx.fingerprint = self.fingerprint(ctx)
         stats = Stats()
         start, cpu = time.perf_counter(), _cpu_seconds()
         self.run(ctx, stats)

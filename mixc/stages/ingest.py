@@ -21,34 +21,59 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from mixc.audio import SAMPLE_RATE, AudioError, TooLong, decode, too_long
-from mixc.build.cache import Items
-from mixc.ir import AudioSource
-from mixc.plan.sizes import AUDIO_SUFFIXES, expand
+from mixc.audio import AUDIO_SUFFIXES, SAMPLE_RATE
+from mixc.lang.workspace import expand
 from mixc.stages.base import Context, StageError, Stats
-from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, item_key, write_recordings
+from mixc.stages.decode import AudioError, TooLong, decode, too_long
+from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, RecordingManifest, item_key
+from mixc.stages.store import ItemStore
 
-DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio
+DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio (or its meta item)
 META_SUFFIX = ".json"
 
 
-def manifest_rows(root: Path, source: AudioSource) -> list[tuple[Path, dict]]:
+@dataclass(frozen=True)
+class Decoded:
+    """A file's meta item: what decoding found (its length and format), or why it cannot be used."""
+    duration: float | None = None
+    source_rate: int | None = None
+    channels: int | None = None
+    format: str | None = None
+    too_long: float | None = None  # seconds: kept as a length, judged against the limit of each run
+    error: str | None = None  # the quarantine reason
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Decoded:
+        return cls(**data)
+
+    def write(self, store: ItemStore, key: str) -> None:
+        store.put(IngestStage.kind, key, META_SUFFIX, lambda tmp: tmp.write_text(json.dumps(self.to_json()) + "\n"))
+
+    @classmethod
+    def read(cls, store: ItemStore, key: str) -> Decoded:
+        return cls.from_json(json.loads(store.path(IngestStage.kind, key, META_SUFFIX).read_text()))
+
+
+def manifest_rows(root: Path, manifest: str | None) -> list[tuple[Path, dict]]:
     """(audio path, metadata) for every row of the source's manifest."""
-    if source.manifest is None:
+    if manifest is None:
         return []
-    path = root / source.manifest
+    path = root / manifest
     suffix = path.suffix.lower()
     frame = pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path) if suffix == ".csv" \
         else pl.read_ndjson(path)
     if "path" not in frame.columns:
-        raise StageError(f"{source.manifest}: no `path` column (it has {', '.join(frame.columns)})",
-                         "a manifest lists one audio file per row in a `path` column", ("manifest",))
+        raise StageError(f"{manifest}: no `path` column (it has {', '.join(frame.columns)})",
+                         "a manifest lists one audio file per row in a `path` column", ".manifest")
     out = []
     for record in frame.to_dicts():
         audio = Path(str(record.pop("path")))
@@ -56,13 +81,13 @@ def manifest_rows(root: Path, source: AudioSource) -> list[tuple[Path, dict]]:
     return out
 
 
-def audio_inputs(root: Path, source: AudioSource) -> tuple[list[tuple[Path, dict]], int]:
+def audio_inputs(root: Path, files: tuple[str, ...], manifest: str | None) -> tuple[list[tuple[Path, dict]], int]:
     """Every input file with its metadata (globbed files first, then manifest rows, each path once),
     and how many globbed files were skipped for not having an audio suffix."""
-    globbed = expand(root, source.files)
+    globbed = expand(root, files)
     audio = [(p, {}) for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES]
     seen = {p.resolve() for p, _ in audio}
-    for path, meta in manifest_rows(root, source):
+    for path, meta in manifest_rows(root, manifest):
         if path.resolve() not in seen:
             seen.add(path.resolve())
             audio.append((path, meta))
@@ -74,66 +99,68 @@ def _kind(reason: str) -> str:
     return "quarantined: " + reason.split(":")[0].split(" (")[0]
 
 
-class Ingest(ItemStage):
-    kind = "ingest"
+def _inputs(ctx: Context) -> tuple[list[tuple[Path, dict]], int]:
+    return audio_inputs(ctx.root, ctx.read(".files"), ctx.read(".manifest"))
+
+
+class IngestStage(ItemStage):
+    kind, version, doc = "ingest", 2, "decode, resample to 16 kHz mono, quarantine bad files"
+    reads = (".files", ".manifest", ".max_file_duration")
     suffix = META_SUFFIX
 
-    def fingerprint(self, ctx: Context) -> dict:
-        source: AudioSource = ctx.spec.sources[ctx.stage.subject]
-        files, _ = audio_inputs(ctx.root, source)
+    def fingerprint(self, ctx: Context, spec) -> dict:
+        files, _ = _inputs(ctx)
         ids = sorted(ctx.digest(p) if p.is_file() else f"missing:{p.name}" for p, _ in files)
-        manifest = ctx.digest(ctx.root / source.manifest) if source.manifest else None
-        return {"recordings": ids, "manifest": manifest}
+        manifest = ctx.read(".manifest")
+        return {"recordings": ids, "manifest": ctx.digest(ctx.root / manifest) if manifest else None}
 
-    def build(self, model: Any, items: Items, path: str, key: str, max_seconds: float) -> None:
+    def build(self, model: Any, items: ItemStore, path: str, key: str, max_seconds: float) -> None:
         """Decodes one file into the audio item `key` (FLAC) and its meta (or failure) item."""
         import soundfile
         try:
             wav, head = decode(Path(path), max_seconds)
-        except TooLong as exc:  # kept as a length, judged against the limit of each run
-            meta = {"too_long": exc.seconds}
+        except TooLong as exc:
+            meta = Decoded(too_long=exc.seconds)
         except AudioError as exc:
-            meta = {"error": str(exc)}
+            meta = Decoded(error=str(exc))
         else:
             items.put(AUDIO_KIND, key, AUDIO_SUFFIX,
                       lambda tmp: soundfile.write(str(tmp), wav, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
-            meta = {"duration": len(wav) / SAMPLE_RATE, "source_rate": head.rate, "channels": head.channels,
-                    "format": head.format}
-        items.put(self.kind, key, self.suffix, lambda tmp: tmp.write_text(json.dumps(meta) + "\n"))
+            meta = Decoded(len(wav) / SAMPLE_RATE, head.rate, head.channels, head.format)
+        meta.write(items, key)
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        source: AudioSource = ctx.spec.sources[ctx.stage.subject]
-        limit = source.max_file_duration
-        files, skipped = audio_inputs(ctx.root, source)
+        store = self.item_store(ctx)
+        limit = ctx.read(".max_file_duration")
+        files, skipped = _inputs(ctx)
         stats.counts["files"] = len(files)
         stats.drop("not an audio file", skipped)
         candidates = _candidates(ctx, stats, files)
-        todo = [(str(c.path), c.key, limit) for c in candidates if self._needs_decoding(ctx, c.key, limit)]
+        todo = [(str(c.path), c.key, limit) for c in candidates if self._needs_decoding(store, c.key, limit)]
         stats.counts["recordings_cached"] = len(candidates) - len(todo)
         self.build_all(ctx, todo)
         rows = []
         for c in candidates:
-            stored = json.loads(ctx.items.path(self.kind, c.key, self.suffix).read_text())
-            seconds = stored.get("duration", stored.get("too_long", 0.0))
-            reason = stored.get("error") or (too_long(seconds, limit) if seconds > limit else None)
+            stored = Decoded.read(store, c.key)
+            seconds = stored.duration if stored.duration is not None else stored.too_long or 0.0
+            reason = stored.error or (too_long(seconds, limit) if seconds > limit else None)
             if reason:
                 stats.quarantine(c.rel, reason, _kind(reason))
                 continue
             rows.append({"rec": c.rec, "path": c.rel, "duration": seconds, "audio": c.key, "item": c.key,
-                         "source_rate": stored["source_rate"], "channels": stored["channels"],
-                         "format": stored["format"],
+                         "source_rate": stored.source_rate, "channels": stored.channels, "format": stored.format,
                          "meta": json.dumps(c.meta, sort_keys=True, default=str) if c.meta else None})
         stats.items_in = len(files)
         stats.items_out = len(rows)
         stats.counts["seconds"] = round(sum(r["duration"] for r in rows), 3)
-        write_recordings(ctx.out, rows, self.kind, self.suffix)
+        RecordingManifest(rows, self.kind, self.suffix).write(ctx.out)
 
-    def _needs_decoding(self, ctx: Context, key: str, limit: float) -> bool:
+    def _needs_decoding(self, store: ItemStore, key: str, limit: float) -> bool:
         """Not stored yet, or once left out as too long for a limit this run raises."""
-        path = ctx.items.path(self.kind, key, self.suffix)
-        if not path.is_file():
+        if not store.has(self.kind, key, self.suffix):
             return True
-        return json.loads(path.read_text()).get("too_long", float("inf")) <= limit
+        too_long = Decoded.read(store, key).too_long
+        return too_long is not None and too_long <= limit
 
 
 @dataclass(frozen=True)

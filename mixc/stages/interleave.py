@@ -19,29 +19,28 @@ The draw count enters the stage's run key (not its plan key): a ratio change re-
 stream only when it needs more passes than it has draws.
 
 Artifact: a token stream (see `mixc.stages.tokens`: tokens, loss mask, document ids = recording
-index) whose lineage units are chunks (`units.npy`: unit starts; `unit_ids.npy`: chunk ids), plus
-`interleave.json`: draws, modality switches per document, audio/text token split.
+index) whose lineage units are chunks, plus `interleave.json`: draws, modality switches per
+document, audio/text token split.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from mixc import ir
 from mixc.plan import budget
-from mixc.ir import Deterministic, Interleave as InterleaveSpec, Spec, Stochastic
-from mixc.stages.base import Context, StageRun, Stats
-from mixc.stages.tokenizer import load_codec, read_vocab
-from mixc.stages.tokens import TokenWriter
 from mixc.plan.vocab import Layout, layout
+from mixc.stages.audio_tokens import AudioCodes
+from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.tokenizer import VocabFile, load_codec
+from mixc.stages.tokens import TokenWriter
 
 CHARS_PER_TEXT_TOKEN = 4.0  # only for estimating how many draws the budget needs
-CHUNK_META = "chunks.parquet"
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Spans:
 
 def modalities(n: int, sampling, rng: np.random.Generator | None) -> np.ndarray:
     """Which of n chunks are audio (True) under the sampling rule."""
-    if isinstance(sampling, Deterministic):
+    if isinstance(sampling, ir.Deterministic):
         return np.arange(n) % 2 == 0
     audio = rng.random(n) < sampling.p
     if n and sampling.first == "audio":
@@ -96,7 +95,7 @@ def switches(audio: np.ndarray) -> int:
     return int(np.count_nonzero(audio[1:] != audio[:-1])) if len(audio) > 1 else 0
 
 
-def needed_draws(spec: Spec, name: str, code_counts: np.ndarray, text_chars: np.ndarray) -> int:
+def needed_draws(spec: ir.Spec, name: str, code_counts: np.ndarray, text_chars: np.ndarray) -> int:
     """How many distinct draws the budget's passes over a stochastic stream need."""
     sampling = spec.interleave.sampling
     total = budget.total_tokens(spec)
@@ -107,59 +106,50 @@ def needed_draws(spec: Spec, name: str, code_counts: np.ndarray, text_chars: np.
     return max(1, math.ceil(needed / max(per_draw, 1.0)))
 
 
-def read_codes(folder) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, int]:
-    """The encode artifact: chunk metadata, flat codes, per-chunk offsets, codebook size."""
-    meta = json.loads((folder / "codes.json").read_text())
-    codes = np.fromfile(folder / "codes.u32", dtype=np.uint32) if (folder / "codes.u32").stat().st_size \
-        else np.zeros(0, np.uint32)
-    return pl.read_parquet(folder / CHUNK_META), codes, np.load(folder / "offsets.npy"), meta["codebook_size"]
+class InterleaveStage(Stage):
+    kind, version, doc = "interleave", 2, "one modality per chunk, markers, loss mask"
+    reads = ("interleave",)
 
+    @classmethod
+    def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]:
+        """Stochastic sampling draws from the seed; deterministic sampling reads none."""
+        return cls.reads + (("seed",) if isinstance(spec.interleave.sampling, ir.Stochastic) else ())
 
-class Interleave(StageRun):
-    kind = "interleave"
-
-    def fingerprint(self, ctx: Context) -> dict:
+    def fingerprint(self, ctx: Context, spec: ir.Spec) -> dict:
         """The number of draws: 1 for deterministic sampling (every draw is the same)."""
-        if not isinstance(ctx.spec.interleave.sampling, Stochastic):
+        if not isinstance(spec.interleave.sampling, ir.Stochastic):
             return {"draws": 1}
-        encoded = ctx.input_of("encode")
-        chars = pl.read_parquet(encoded / CHUNK_META, columns=["text"])["text"].str.len_chars()
-        return {"draws": needed_draws(ctx.spec, ctx.stage.subject, np.diff(np.load(encoded / "offsets.npy")),
-                                      chars.to_numpy().astype(np.float64))}
+        texts, code_counts = AudioCodes.texts_and_lengths(ctx.input_of("encode"))
+        return {"draws": needed_draws(spec, ctx.subject, code_counts,
+                                      texts.str.len_chars().to_numpy().astype(np.float64))}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        encoded = ctx.input_of("encode")
         tokenizer = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
-        chunks, codes, offsets, codebook = read_codes(encoded)
-        cfg: InterleaveSpec = ctx.spec.interleave
-        spans = Spans.of(layout(ctx.spec, read_vocab(tokenizer), codebook))
+        encoded = AudioCodes.open(ctx.input_of("encode"))
+        chunks, codes, offsets = encoded.chunks, encoded.codes, encoded.offsets
+        cfg: ir.Interleave = ctx.read("interleave")
+        spans = Spans.of(layout(VocabFile.read(tokenizer), encoded.codebook_size, cfg.markers))
         draws = ctx.fingerprint["draws"]
         texts = self._texts(tokenizer, chunks)
-        shutil.copyfile(tokenizer / "vocab.json", ctx.out / "vocab.json")
-        writer = TokenWriter(ctx.out, with_mask=True)
-        units, unit_ids, counted = [], [], {"switches": 0, "chunks": 0, "audio_tokens": 0, "text_tokens": 0}
+        writer = TokenWriter(ctx.out, vocab_from=tokenizer, with_mask=True, with_units=True)
+        counted = {"switches": 0, "chunks": 0, "audio_tokens": 0, "text_tokens": 0}
         groups = list(chunks.with_row_index("row").group_by("doc", maintain_order=True))
+        seed = ctx.read("seed") if isinstance(cfg.sampling, ir.Stochastic) else 0
         for draw in range(draws):
-            for (doc,), group in ctx.progress(groups, f"interleave {ctx.stage.subject}", len(groups)):
+            for (doc,), group in ctx.progress(groups, f"interleave {ctx.subject}", len(groups)):
                 rows = group["row"].to_list()
-                rng = draw_rng(ctx.spec.seed, group["rec"][0], draw)
-                audio = modalities(len(rows), cfg.sampling, rng)
+                audio = modalities(len(rows), cfg.sampling, draw_rng(seed, group["rec"][0], draw))
                 doc_codes = [codes[offsets[r]:offsets[r + 1]] for r in rows]
                 tokens, mask, starts = document(doc_codes, [texts[r] for r in rows], audio, spans, cfg.loss)
-                units.append(starts + writer.offsets[-1])
-                unit_ids.append(group["chunk"].to_numpy())
-                writer.add(int(doc), tokens, mask)
+                writer.add(int(doc), tokens, mask, units=(starts, group["chunk"].to_numpy()))
                 self._count(counted, audio, doc_codes, [texts[r] for r in rows])
         writer.close()
-        np.save(ctx.out / "units.npy", np.concatenate(units) if units else np.zeros(0, np.int64))
-        np.save(ctx.out / "unit_ids.npy", np.concatenate(unit_ids) if unit_ids else np.zeros(0, np.int64))
         docs = len(groups) * draws
         stats.items_in, stats.items_out = len(chunks), docs
         stats.counts.update(counted, draws=draws, documents=docs, tokens=int(writer.offsets[-1]),
                             switches_per_document=round(counted["switches"] / max(docs, 1), 3),
                             chunks_per_document=round(counted["chunks"] / max(docs, 1), 3))
         (ctx.out / "interleave.json").write_text(json.dumps(stats.counts, indent=2, sort_keys=True) + "\n")
-
     @staticmethod
     def _texts(tokenizer, chunks: pl.DataFrame) -> list[np.ndarray]:
         codec = load_codec(tokenizer)

@@ -7,21 +7,25 @@ for the first, possibly continued, document, then every document that starts ins
 ids of every document it holds (`lineage`); for a stream with lineage units (speech: chunks), the
 ids of every unit it holds instead.
 
-Artifact: `seqs.u32` (n x seq_len), `mask.u8` (n x seq_len), `boundaries.npy` + `boundaries_idx.npy`,
-`lineage.npy` + `lineage_idx.npy` (flat values + n+1 starts), `vocab.json`.
+Artifact (`PackWriter` writes it, `PackedSequences.open` reads it): `seqs.u32` (n x seq_len),
+`mask.u8` (n x seq_len), `boundaries.npy` + `boundaries_idx.npy`, `lineage.npy` + `lineage_idx.npy`
+(flat values + n+1 starts), `pack.json` (seq_len, sequences), `vocab.json`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mixc.stages.base import Context, StageRun, Stats
+from mixc.plan.vocab import TextVocab
+from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.tokenizer import VocabFile
 from mixc.stages.tokens import TokenStream
+
+SEQS, MASK, META = "seqs.u32", "mask.u8", "pack.json"
 
 CHUNK_TOKENS = 1 << 22
 
@@ -44,10 +48,11 @@ def _running(starts: np.ndarray, ids: np.ndarray, used: int) -> tuple[np.ndarray
 
 
 class PackWriter:
-    def __init__(self, folder: Path, seq_len: int):
+    def __init__(self, folder: Path, seq_len: int, vocab_from: Path):
         self.folder, self.seq_len = folder, seq_len
-        self.seqs = open(folder / "seqs.u32", "wb")
-        self.mask = open(folder / "mask.u8", "wb")
+        VocabFile.carry(vocab_from, folder)
+        self.seqs = open(folder / SEQS, "wb")
+        self.mask = open(folder / MASK, "wb")
         # per write: the flat values of its sequences, and each sequence's number of values
         self.bounds: list[tuple[np.ndarray, np.ndarray]] = []
         self.lineage: list[tuple[np.ndarray, np.ndarray]] = []
@@ -94,6 +99,46 @@ class PackWriter:
                 np.cumsum(np.concatenate([c for _, c in parts]), out=idx[1:])
             np.save(self.folder / f"{name}.npy", flat)
             np.save(self.folder / f"{name}_idx.npy", idx)
+        (self.folder / META).write_text(json.dumps({"seq_len": self.seq_len, "sequences": self.count}) + "\n")
+
+
+def read_rows(path: Path, dtype, width: int, lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi-1 of a (n x width) file, with plain file reads: pages touched through a memory map
+    stay in this process's RSS, which would then grow with the corpus."""
+    size = np.dtype(dtype).itemsize * width
+    return np.fromfile(path, dtype, (hi - lo) * width, offset=lo * size).reshape(-1, width)
+
+
+@dataclass(frozen=True)
+class PackedSequences:
+    """The pack artifact, read: rows of tokens and masks in blocks, each row's boundaries and lineage."""
+    folder: Path
+    seq_len: int
+    count: int
+    vocab: TextVocab
+    bounds: np.ndarray
+    bounds_idx: np.ndarray
+    lineage: np.ndarray
+    lineage_idx: np.ndarray
+
+    @classmethod
+    def open(cls, folder: Path) -> PackedSequences:
+        meta = json.loads((folder / META).read_text())
+        return cls(folder, meta["seq_len"], meta["sequences"], VocabFile.read(folder),
+                   np.load(folder / "boundaries.npy"), np.load(folder / "boundaries_idx.npy"),
+                   np.load(folder / "lineage.npy"), np.load(folder / "lineage_idx.npy"))
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        return read_rows(self.folder / SEQS, np.uint32, self.seq_len, lo, hi)
+
+    def masks(self, lo: int, hi: int) -> np.ndarray:
+        return read_rows(self.folder / MASK, np.uint8, self.seq_len, lo, hi)
+
+    def boundaries_of(self, row: int) -> np.ndarray:
+        return self.bounds[self.bounds_idx[row]:self.bounds_idx[row + 1]]
+
+    def lineage_of(self, row: int) -> np.ndarray:
+        return self.lineage[self.lineage_idx[row]:self.lineage_idx[row + 1]]
 
 
 def _ranges(first: np.ndarray, stop: np.ndarray, values: np.ndarray, lo: np.ndarray | None = None,
@@ -156,19 +201,18 @@ def _units(stream: TokenStream, a: int, b: int) -> tuple[np.ndarray, np.ndarray]
     return at - stream.offsets[a] + (doc - a), stream.unit_ids[lo:hi]
 
 
-class Pack(StageRun):
-    kind = "pack"
+class PackStage(Stage):
+    kind, version, doc = "pack", 2, "fixed-length sequences"
+    reads = ("pack",)
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        source = ctx.inputs[ctx.stage.inputs[0]]
+        source = ctx.inputs[ctx.node.inputs[0]]
         stream = TokenStream.open(source)
-        shutil.copyfile(source / "vocab.json", ctx.out / "vocab.json")
-        eos, pad = stream.vocab["eos"], stream.vocab["pad"]
-        seq_len = ctx.spec.pack.seq_len
-        writer = PackWriter(ctx.out, seq_len)
+        eos, pad = stream.vocab.eos, stream.vocab.pad
+        writer = PackWriter(ctx.out, ctx.read("pack.seq_len"), vocab_from=source)
         carry = _Carry()
         ranges = _doc_ranges(stream.offsets)
-        for a, b in ctx.progress(ranges, f"pack {ctx.stage.subject}", len(ranges)):
+        for a, b in ctx.progress(ranges, f"pack {ctx.subject}", len(ranges)):
             tokens, mask, starts = _with_eos(stream, a, b, eos)
             shift = len(carry.tokens)
             tokens = np.concatenate([carry.tokens, tokens])
@@ -188,14 +232,13 @@ class Pack(StageRun):
         stats.items_in = len(stream.doc_ids)
         stats.items_out = writer.count
         stats.counts["tokens"] = int(stream.offsets[-1]) + len(stream.doc_ids)
-        (ctx.out / "pack.json").write_text(json.dumps({"seq_len": seq_len, "sequences": writer.count}) + "\n")
 
     @staticmethod
     def _remainder(ctx: Context, stats: Stats, writer: PackWriter, carry: _Carry, pad: int) -> None:
         left = len(carry.tokens)
         if not left:
             return
-        if ctx.spec.pack.remainder == "drop":
+        if ctx.read("pack.remainder") == "drop":
             stats.drop("remainder tokens", left)
             stats.counts["dropped_tokens"] = left
             return

@@ -1,68 +1,78 @@
 """The per-recording model stages of web audio: VAD -> diarization -> ASR.
 
-Each stores one JSON item per recording (see `mixc.stages.items`): VAD a list of [start, end] speech
-regions, diarization a list of [start, end, speaker] turns, ASR a list of utterances (one per turn
-with speech: text, words with absolute times, confidence, language). A recording with no speech or
-no turns leaves the pipeline at that stage, counted under its reason.
+Each stores one item per recording (see `mixc.stages.items`): VAD its speech `Region`s, diarization
+its speaker `Turn`s, ASR its `Utterance`s (one per turn with speech: text, words with absolute
+times, confidence, language). A recording with no speech or no turns leaves the pipeline at that
+stage, counted under its reason.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
+import numpy as np
+
 from mixc.audio import Region, Turn, Utterance
-from mixc.ir import Spec
-from mixc.stages.base import Context
-from mixc.stages.items import RecordingStage, audio_file, load_wav, threads_per_worker
+from mixc.stages.base import Context, Declared
+from mixc.stages.items import RecordingStage, audio_path, load_wav, read_records, threads_per_worker, write_records
 
 
 class ModelStage(RecordingStage):
-    """A stage whose work is one backend model over each recording: the source's `field` block
-    configures it, `mixc.backends.<module>` loads it (`loader`) and names its weights."""
-    field: ClassVar[str]
-    module: ClassVar[str]
-    loader: ClassVar[str]
+    """A stage whose work is one backend model over each recording: the subject's block it declares
+    (`weights`) configures it; `mixc.backends.<backend>` loads it (`load_<backend>`) and names its
+    weights (`model_revision`) and finds them (`locate`)."""
+    backend: ClassVar[str]
 
-    def _cfg(self, spec: Spec, subject: str):
-        return getattr(spec.sources[subject], self.field)
+    @classmethod
+    def _backend(cls) -> ModuleType:
+        return importlib.import_module(f"mixc.backends.{cls.backend}")
 
-    def _backend(self):
-        return importlib.import_module(f"mixc.backends.{self.module}")
+    @classmethod
+    def _cfg(cls, config: Declared) -> Any:
+        return config.get(cls.reads[0])
 
-    def revision(self, spec: Spec, subject: str) -> str:
-        return self._backend().model_revision(self._cfg(spec, subject))
+    @classmethod
+    def locate_weights(cls, config: Declared) -> None:
+        cls._backend().locate(cls._cfg(config))
 
-    def load(self, spec: Spec, subject: str, threads: int, *args: Any) -> Any:
-        return getattr(self._backend(), self.loader)(self._cfg(spec, subject), threads)
+    def revision(self, config: Declared) -> str:
+        return self._backend().model_revision(self._cfg(config))
 
-    def keep(self, result: Any) -> bool:
-        return bool(result)
+    def load(self, config: Declared, threads: int, *args: Any) -> Any:
+        return self._backend().load(self._cfg(config), threads)
+
+
+def _rounded(value: float) -> float:
+    return round(value, 3)
 
 
 class VadStage(ModelStage):
-    kind, field, module, loader = "vad", "vad", "vad", "load_vad"
+    kind, version, doc = "vad", 2, "speech regions"
+    reads, weights, backend = (".vad",), ".vad", "vad"
+    record = Region
     drop_reason = "no speech found"
 
-    def compute(self, model: Any, wav, upstream: Any) -> Any:
-        return [[round(r.start, 3), round(r.end, 3)] for r in model.regions(wav)]
+    def compute(self, model: Any, wav: np.ndarray, upstream: list[Any]) -> list[Region]:
+        return [Region(_rounded(r.start), _rounded(r.end)) for r in model.regions(wav)]
 
-    def summary(self, result: Any) -> dict:
-        return {"regions": len(result), "speech_seconds": round(sum(e - s for s, e in result), 3)}
+    def summary(self, records: list[Region]) -> dict:
+        return {"regions": len(records), "speech_seconds": round(sum(r.duration for r in records), 3)}
 
 
 class DiarizeStage(ModelStage):
-    kind, field, module, loader = "diarize", "diarize", "diarize", "load_diarizer"
+    kind, version, doc = "diarize", 2, "speaker turns"
+    reads, weights, backend = (".diarize",), ".diarize.model", "diarize"
+    record, upstream = Turn, Region
     drop_reason = "no speaker turns"
 
-    def compute(self, model: Any, wav, upstream: Any) -> Any:
-        turns = model.turns(wav, [Region(s, e) for s, e in upstream])
-        return [[round(t.start, 3), round(t.end, 3), t.speaker] for t in turns]
+    def compute(self, model: Any, wav: np.ndarray, upstream: list[Region]) -> list[Turn]:
+        return [Turn(_rounded(t.start), _rounded(t.end), t.speaker) for t in model.turns(wav, upstream)]
 
-    def summary(self, result: Any) -> dict:
-        return {"turns": len(result), "speakers": len({t[2] for t in result})}
+    def summary(self, records: list[Turn]) -> dict:
+        return {"turns": len(records), "speakers": len({t.speaker for t in records})}
 
 
 WORKER_BATCH = 32  # recordings per start of a worker-process backend (whisperx)
@@ -71,30 +81,25 @@ WORKER_BATCH = 32  # recordings per start of a worker-process backend (whisperx)
 class AsrStage(ModelStage):
     """ASR. An in-process backend maps recordings in `workers` processes like the other stages; a
     worker backend (whisperx, in its own environment) gets them in batches, one worker start each."""
-    kind, field, module, loader = "asr", "asr", "asr", "load_asr"
+    kind, version, doc = "asr", 2, "transcripts with word timestamps"
+    reads, weights, backend = (".asr",), ".asr.model", "asr"
+    record, upstream = Utterance, Turn
     drop_reason = "no transcribed speech"
 
     def build_all(self, ctx: Context, todo: list[tuple]) -> None:
-        if self._cfg(ctx.spec, ctx.stage.subject).backend != "whisperx" or not todo:
+        if self._cfg(ctx.config).backend != "whisperx" or not todo:
             return super().build_all(ctx, todo)
-        model = self.load(ctx.spec, ctx.stage.subject, threads_per_worker(1))
+        store = self.item_store(ctx)
+        model = self.load(ctx.config, threads_per_worker(1))
         batches = [todo[i:i + WORKER_BATCH] for i in range(0, len(todo), WORKER_BATCH)]
-        for batch in ctx.progress(batches, f"asr {ctx.stage.subject} (batches)", len(batches)):
-            recordings = [(load_wav(audio_file(ctx.items, row)), self._turns(json.loads(Path(up).read_text())))
-                          for row, up, _ in batch]
-            for (_, _, key), utts in zip(batch, model.transcribe_many(recordings)):
-                self.store(ctx.items, key, [u.to_json() for u in utts])
+        for batch in ctx.progress(batches, f"asr {ctx.subject} (batches)", len(batches)):
+            recordings = [(load_wav(audio_path(store, audio)), read_records(Path(up), Turn)) for audio, up, _ in batch]
+            for (_, _, key), utterances in zip(batch, model.transcribe_many(recordings)):
+                write_records(store, self.kind, key, self.suffix, utterances)
 
-    @staticmethod
-    def _turns(upstream: list) -> list[Turn]:
-        return [Turn(s, e, spk) for s, e, spk in upstream]
+    def compute(self, model: Any, wav: np.ndarray, upstream: list[Turn]) -> list[Utterance]:
+        return model.transcribe(wav, upstream)
 
-    def compute(self, model: Any, wav, upstream: Any) -> Any:
-        return [u.to_json() for u in model.transcribe(wav, self._turns(upstream))]
+    def summary(self, records: list[Utterance]) -> dict:
+        return {"utterances": len(records), "words": sum(len(u.words) for u in records)}
 
-    def summary(self, result: Any) -> dict:
-        return {"utterances": len(result), "words": sum(len(u["words"]) for u in result)}
-
-
-def utterances(result: list[dict]) -> list[Utterance]:
-    return [Utterance.from_json(u) for u in result]

@@ -1,6 +1,6 @@
 """Text sources: read documents (jsonl / parquet / txt, optionally .gz / .zst), normalise, dedup.
 
-Artifact `docs.parquet`: one row per document with `doc_id` (its position in the source, the id
+Artifact (`Documents`) `docs.parquet`: one row per document with `doc_id` (its position in the source, the id
 sequences carry as lineage), `file` (workspace-relative), `row` (record number in the file), `text`.
 Normalisation: Unicode NFC, CRLF -> LF, trailing whitespace stripped; empty documents are dropped.
 A file that cannot be read or parsed is quarantined (named with its reason in the stats), not fatal.
@@ -20,11 +20,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixc.ir import TextSource
-from mixc.plan.sizes import expand
-from mixc.stages.base import Context, StageRun, Stats
+from mixc.lang.workspace import expand
+from mixc.stages.base import Context, Stage, Stats
 
-DOCS = "docs.parquet"
 SCHEMA = pa.schema([("doc_id", pa.int64()), ("file", pa.string()), ("row", pa.int64()), ("text", pa.string())])
 BATCH = 4096
 
@@ -66,14 +64,9 @@ def _records(path: Path, fmt: str, field: str) -> Iterator[str | None]:
                 yield value if isinstance(value, str) else None
 
 
-def source_files(ctx: Context) -> list[Path]:
-    source = ctx.spec.sources[ctx.stage.subject]
-    return expand(ctx.root, source.files)
-
-
-class _DocWriter:
-    def __init__(self, path: Path):
-        self.writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+class DocWriter:
+    def __init__(self, folder: Path):
+        self.writer = pq.ParquetWriter(folder / Documents.FILE, SCHEMA, compression="zstd")
         self.rows: dict[str, list] = {name: [] for name in SCHEMA.names}
         self.count = 0
 
@@ -94,39 +87,49 @@ class _DocWriter:
         self.writer.close()
 
 
-def iter_docs(folder: Path, columns: tuple[str, ...] = ("doc_id", "text")) -> Iterator[pa.RecordBatch]:
-    """docs.parquet in batches, in bounded memory. With pyarrow's default pre_buffer=True,
-    iter_batches keeps every column chunk it has read buffered until the file is done, so memory
-    would grow with the corpus (by docs.parquet's size); unbuffered reads give the same batches."""
-    reader = pq.ParquetFile(folder / DOCS, pre_buffer=False)
-    yield from reader.iter_batches(columns=list(columns), batch_size=BATCH)
+class Documents:
+    """The documents artifact of `read` and `dedup`: written by `DocWriter`, read in batches."""
+    FILE = "docs.parquet"
+
+    @classmethod
+    def batches(cls, folder: Path, columns: tuple[str, ...] = ("doc_id", "text")) -> Iterator[pa.RecordBatch]:
+        """docs.parquet in batches, in bounded memory. With pyarrow's default pre_buffer=True,
+        iter_batches keeps every column chunk it has read buffered until the file is done, so memory
+        would grow with the corpus (by docs.parquet's size); unbuffered reads give the same batches."""
+        reader = pq.ParquetFile(folder / cls.FILE, pre_buffer=False)
+        yield from reader.iter_batches(columns=list(columns), batch_size=BATCH)
+
+    @classmethod
+    def count(cls, folder: Path) -> int:
+        return pq.ParquetFile(folder / cls.FILE).metadata.num_rows
 
 
-def count_docs(folder: Path) -> int:
-    return pq.ParquetFile(folder / DOCS).metadata.num_rows
+def source_files(ctx: Context) -> list[Path]:
+    return expand(ctx.root, ctx.read(".files"))
 
 
-class ReadText(StageRun):
-    kind = "read"
+class ReadStage(Stage):
+    kind, version, doc = "read", 2, "documents"
+    reads = (".files", ".format", ".field")
 
-    def fingerprint(self, ctx: Context) -> dict:
+    def fingerprint(self, ctx: Context, spec) -> dict:
         return {os.path.relpath(p, ctx.root): ctx.digest(p) for p in source_files(ctx)}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        source: TextSource = ctx.spec.sources[ctx.stage.subject]
-        writer = _DocWriter(ctx.out / DOCS)
+        declared, field = ctx.read(".format"), ctx.read(".field")
+        writer = DocWriter(ctx.out)
         files = source_files(ctx)
-        for path in ctx.progress(files, f"read {ctx.stage.subject}", len(files)):
+        for path in ctx.progress(files, f"read {ctx.subject}", len(files)):
             rel = os.path.relpath(path, ctx.root)
             try:
-                records = list(_records(path, file_format(path, source.format), source.field))
+                records = list(_records(path, file_format(path, declared), field))
             except (OSError, UnicodeDecodeError, ValueError, pa.ArrowException) as exc:
                 stats.quarantine(rel, f"{type(exc).__name__}: {exc}")
                 continue
             for row, raw in enumerate(records):
                 stats.items_in += 1
                 if raw is None:
-                    stats.drop(f"no field '{source.field}'")
+                    stats.drop(f"no field '{field}'")
                     continue
                 text = normalise(raw)
                 if not text:
@@ -138,15 +141,15 @@ class ReadText(StageRun):
         stats.counts["files"] = len(files)
 
 
-class Dedup(StageRun):
+class DedupStage(Stage):
     """Keeps the first of exact duplicates (after normalisation), by a 128-bit digest of the text."""
-    kind = "dedup"
+    kind, version, doc = "dedup", 2, "exact-duplicate removal"
+    reads = (".dedup",)
 
     def run(self, ctx: Context, stats: Stats) -> None:
         seen: set[bytes] = set()
-        source = ctx.input_of("read")
-        out = pq.ParquetWriter(ctx.out / DOCS, SCHEMA, compression="zstd")
-        for batch in iter_docs(source, tuple(SCHEMA.names)):
+        out = pq.ParquetWriter(ctx.out / Documents.FILE, SCHEMA, compression="zstd")
+        for batch in Documents.batches(ctx.input_of("read"), tuple(SCHEMA.names)):
             keep = []
             for text in batch.column("text").to_pylist():
                 digest = hashlib.blake2b(text.encode(), digest_size=16).digest()

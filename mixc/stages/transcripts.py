@@ -9,8 +9,9 @@ Reasons, checked in this order (an utterance is counted once, under the first th
                             (Whisper's hallucination loops);
 - `low confidence`          mean word probability below `min_confidence`.
 
-Artifact `utterances.parquet`, one row per kept utterance: rec, path, audio, utt (its index in the
-recording), speaker, start, end, text, words (list of {start, end, text, prob}), confidence, language.
+Artifact (`UtteranceTable`) `utterances.parquet`, one row per kept utterance: rec, path, audio, utt
+(its index in the recording), speaker, start, end, text, words (list of {start, end, text, prob}),
+confidence, language.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ import re
 from collections import Counter
 from functools import lru_cache
 from importlib.metadata import version
+from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 
+from mixc import ir
 from mixc.audio import Utterance
-from mixc.ir import Filters
-from mixc.stages.base import Context, StageRun, Stats
-from mixc.stages.items import item_file, read_recordings
-from mixc.stages.speech import utterances
+from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.items import RecordingManifest, read_records
 
-UTTERANCES = "utterances.parquet"
 WORD = re.compile(r"[\w']+", re.UNICODE)
 LANGID_OTHER_PROB = 0.5  # drop when another language is at least this likely ...
 LANGID_TARGET_PROB = 0.1  # ... and the wanted one less likely than this (short texts are uncertain)
@@ -67,7 +68,20 @@ def other_language(text: str, wanted: str) -> str | None:
     return None
 
 
-def drop_reason(u: Utterance, cfg: Filters) -> str | None:
+class UtteranceTable:
+    """The filter stage's artifact: every kept utterance, in recording order."""
+    FILE: ClassVar[str] = "utterances.parquet"
+
+    @classmethod
+    def write(cls, folder: Path, rows: list[dict]) -> None:
+        pl.DataFrame(rows, schema=SCHEMA).write_parquet(folder / cls.FILE)
+
+    @classmethod
+    def read(cls, folder: Path, columns: list[str] | None = None) -> pl.DataFrame:
+        return pl.read_parquet(folder / cls.FILE, columns=columns)
+
+
+def drop_reason(u: Utterance, cfg: ir.Filters) -> str | None:
     if cfg.drop_empty and not words_of(u.text):
         return "empty transcript"
     if u.duration < cfg.min_duration:
@@ -85,19 +99,20 @@ def drop_reason(u: Utterance, cfg: Filters) -> str | None:
     return None
 
 
-class FilterTranscripts(StageRun):
-    kind = "filter"
+class FilterStage(Stage):
+    kind, version, doc = "filter", 2, "language and transcript filters"
+    reads = (".filters",)
 
-    def fingerprint(self, ctx: Context) -> dict:
+    def fingerprint(self, ctx: Context, spec) -> dict:
         return {"langid": f"py3langid=={version('py3langid')}"}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        cfg: Filters = ctx.spec.sources[ctx.stage.subject].filters
-        asr = ctx.input_of("asr")
+        cfg: ir.Filters = ctx.read(".filters")
+        asr = RecordingManifest.read(ctx.input_of("asr"))
+        assert ctx.items is not None, "filter reads the ASR stage's items"
         rows = []
-        for rec in read_recordings(asr):
-            path = item_file(ctx.items, asr, rec["item"])
-            for i, u in enumerate(utterances(_read_json(path))):
+        for rec in asr.rows:
+            for i, u in enumerate(read_records(asr.item_path(ctx.items, rec), Utterance)):
                 stats.items_in += 1
                 reason = drop_reason(u, cfg)
                 if reason:
@@ -105,13 +120,8 @@ class FilterTranscripts(StageRun):
                     continue
                 rows.append({"rec": rec["rec"], "path": rec["path"], "audio": rec["audio"], "utt": i,
                              "speaker": u.speaker, "start": u.start, "end": u.end, "text": u.text.strip(),
-                             "words": [w.__dict__ for w in u.words], "confidence": u.confidence,
+                             "words": [w.to_json() for w in u.words], "confidence": u.confidence,
                              "language": u.language or cfg.language})
         stats.items_out = len(rows)
         stats.counts["seconds"] = round(sum(r["end"] - r["start"] for r in rows), 3)
-        pl.DataFrame(rows, schema=SCHEMA).write_parquet(ctx.out / UTTERANCES)
-
-
-def _read_json(path):
-    import json
-    return json.loads(path.read_text())
+        UtteranceTable.write(ctx.out, rows)

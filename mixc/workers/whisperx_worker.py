@@ -52,8 +52,10 @@ MODEL_FILE = "model.bin"  # what makes a folder a CTranslate2 model
 ENGLISH = "en"
 
 
-class MissingWeights(Exception):
-    pass
+class WeightsAbsent(Exception):
+    """Model weights this worker needs are not on this machine. The worker runs in an environment of
+    its own without mixc installed, so it reports this through error.json and its exit status; the
+    compiler raises `mixc.errors.MissingWeights` from them."""
 
 
 # ----------------------------------------------------------------------------- engines
@@ -69,12 +71,12 @@ def _ct2_model(request: dict, model_class):
 
         where = f"the Hugging Face cache {HF_HUB_CACHE}"
     elif not os.path.isfile(os.path.join(model, MODEL_FILE)):
-        raise MissingWeights(f"ASR model {model}: the directory has no {MODEL_FILE} (not a CTranslate2 model)")
+        raise WeightsAbsent(f"ASR model {model}: the directory has no {MODEL_FILE} (not a CTranslate2 model)")
     try:
         return model_class(model, device=request["device"], compute_type=request["compute_type"],
                            cpu_threads=request["threads"], local_files_only=True, revision=request["revision"])
     except (OSError, ValueError) as err:
-        raise MissingWeights(f"ASR model '{model}': not found in {where} ({err.__class__.__name__}); download "
+        raise WeightsAbsent(f"ASR model '{model}': not found in {where} ({err.__class__.__name__}); download "
                              "the CTranslate2 model there on a machine with network access, or give a "
                              "local model directory") from err
 
@@ -124,7 +126,7 @@ class WhisperxEngine:
         name = self.request["align_model"] or DEFAULT_ALIGN_MODELS_TORCH.get(language) or \
             DEFAULT_ALIGN_MODELS_HF.get(language)
         if name is None:
-            raise MissingWeights(f"whisperx has no default alignment model for language '{language}': set "
+            raise WeightsAbsent(f"whisperx has no default alignment model for language '{language}': set "
                                  "align_model to a local wav2vec2 CTC model")
         return name
 
@@ -158,7 +160,7 @@ class WhisperxEngine:
             missing.append(f"nltk data punkt_tab (sentence splitter used by the alignment): looked in "
                            f"{', '.join(nltk.data.path)}; fetch it with `python -m nltk.downloader punkt_tab`")
         if missing:
-            raise MissingWeights("whisperx worker: missing weights: " + "; ".join(missing))
+            raise WeightsAbsent("whisperx worker: missing weights: " + "; ".join(missing))
 
     def _aligner(self, language: str) -> tuple:
         if language not in self.aligners:
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args.request_dir, args.result_dir, args.engine)
-    except MissingWeights as err:
+    except WeightsAbsent as err:
         args.result_dir.mkdir(parents=True, exist_ok=True)
         (args.result_dir / "error.json").write_text(json.dumps({"kind": "missing_weights", "message": str(err)}))
         print(err, file=sys.stderr)

@@ -1,5 +1,5 @@
 """A small compiled plan written the way `mixc compile` writes one: MDS shards per stream with the
-plan.json contract's columns, a Plan, and a Lock with the files' real sha256.
+plan.json contract's columns, a TrainingPlan, and a Lock with the files' real sha256.
 
 `make_plan(root, streams)` is the reusable factory; `plan_path` is one ready plan (3 streams: one drawn
 in full, one repeated 1.5x, one down-sampled, 80 sequences per epoch = 20 steps of 4).
@@ -17,8 +17,17 @@ import pytest
 import torch
 from streaming import MDSWriter
 
-from mixc.planfile import (Lock, ModelPlan, OptimizerPlan, Plan, SchedulePlan, ShardLock, StreamPlan, TrainerPlan,
-                           VocabLayout)
+from mixc.planfile import (
+    Lock,
+    ModelPlan,
+    OptimizerPlan,
+    SchedulePlan,
+    ShardLock,
+    StreamPlan,
+    TrainerPlan,
+    TrainingPlan,
+    VocabLayout,
+)
 
 SEQ_LEN = 64
 VOCAB = VocabLayout(text_size=200, eos=199, pad=299, audio_offset=204, audio_size=95,
@@ -87,7 +96,7 @@ def make_plan(root: Path, streams: Sequence[StreamSpec], *, global_batch: int = 
     settings = dict(global_batch=global_batch, micro_batch=None, steps=epoch // global_batch, grad_clip=1.0,
                     precision="auto", parallelism="auto", sharding="full_shard", checkpoint_every=5,
                     checkpoint_keep=2, log_every=5) | trainer
-    plan = Plan(spec="test.mix", ir_hash="ir-test", seed=seed, seq_len=SEQ_LEN, epoch_samples=epoch,
+    plan = TrainingPlan(spec="test.mix", ir_hash="ir-test", seed=seed, seq_len=SEQ_LEN, epoch_samples=epoch,
                 streams=tuple(stream_plans), vocab=VOCAB, loss="all", model=ModelPlan(preset="tiny"),
                 optimizer=OptimizerPlan(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1),
                 schedule=SchedulePlan(name="cosine", warmup_steps=2, min_lr_ratio=0.1),

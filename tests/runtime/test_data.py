@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mixc.planfile import Plan
+from mixc.errors import DataError
+from mixc.planfile import TrainingPlan
 from runtime.data import build_dataset, build_loader, collate, release
 from tests.runtime.conftest import DOC_ID_BASE, SEQ_LEN
 
 
-def epoch_of(plan: Plan, plan_dir: Path) -> list[dict[str, np.ndarray]]:
+def epoch_of(plan: TrainingPlan, plan_dir: Path) -> list[dict[str, np.ndarray]]:
     dataset = build_dataset(plan, plan_dir, device_batch_size=4)
     try:
         return [dict(sample) for sample in dataset]
@@ -20,7 +21,7 @@ def epoch_of(plan: Plan, plan_dir: Path) -> list[dict[str, np.ndarray]]:
 
 
 def test_an_epoch_draws_each_stream_exactly_choose_times(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
+    plan = TrainingPlan.read(plan_path)
     samples = epoch_of(plan, plan_path.parent)
     drawn = Counter(int(s["lineage"][0]) // DOC_ID_BASE for s in samples)
     assert [drawn[k] for k in range(len(plan.streams))] == [s.choose for s in plan.streams] == [40, 30, 10]
@@ -28,7 +29,7 @@ def test_an_epoch_draws_each_stream_exactly_choose_times(plan_path: Path) -> Non
 
 
 def test_order_is_fixed_by_the_seed(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
+    plan = TrainingPlan.read(plan_path)
     first = [s["lineage"].tolist() for s in epoch_of(plan, plan_path.parent)]
     again = [s["lineage"].tolist() for s in epoch_of(plan, plan_path.parent)]
     reseeded = [s["lineage"].tolist() for s in epoch_of(plan.model_copy(update={"seed": 8}), plan_path.parent)]
@@ -38,7 +39,7 @@ def test_order_is_fixed_by_the_seed(plan_path: Path) -> None:
 
 def test_release_frees_the_shared_memory(plan_path: Path) -> None:
     before = set(os.listdir("/dev/shm"))
-    epoch_of(Plan.read(plan_path), plan_path.parent)
+    epoch_of(TrainingPlan.read(plan_path), plan_path.parent)
     assert set(os.listdir("/dev/shm")) <= before
 
 
@@ -55,7 +56,7 @@ def test_collate_copies_read_only_samples_into_tensors() -> None:
 
 
 def test_loader_yields_device_batches(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
+    plan = TrainingPlan.read(plan_path)
     dataset = build_dataset(plan, plan_path.parent, device_batch_size=4)
     try:
         batches = list(build_loader(dataset, 4))
@@ -70,6 +71,6 @@ def test_loader_yields_device_batches(plan_path: Path) -> None:
 
 
 def test_plan_whose_streams_do_not_add_up_is_refused(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
-    with pytest.raises(ValueError, match="epoch_samples"):
+    plan = TrainingPlan.read(plan_path)
+    with pytest.raises(DataError, match="epoch_samples"):
         build_dataset(plan.model_copy(update={"epoch_samples": 81}), plan_path.parent, 4)

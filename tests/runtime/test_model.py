@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from mixc.planfile import ModelPlan, Plan
+from mixc.planfile import ModelPlan, TrainingPlan
 from runtime.composer_model import SpeechLMComposer
 from runtime.model import PRESETS, BackboneError, BackboneLM, SpeechLM, build_model, flops_per_token, model_config
 
 
 def test_tiny_forward_gives_logits_over_the_joint_vocabulary(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
+    plan = TrainingPlan.read(plan_path)
     model = build_model(plan)
     tokens = torch.randint(0, plan.vocab.size, (2, 16))
     assert model(tokens).shape == (2, 16, plan.vocab.size)
@@ -69,8 +69,8 @@ def tiny_llama(tmp_path: Path) -> Path:
     return tmp_path / "llama"
 
 
-def backbone_plan(plan_path: Path, backbone: Path) -> Plan:
-    plan = Plan.read(plan_path)
+def backbone_plan(plan_path: Path, backbone: Path) -> TrainingPlan:
+    plan = TrainingPlan.read(plan_path)
     return plan.model_copy(update={"model": ModelPlan(preset="tiny", backbone=str(backbone))})
 
 

@@ -5,11 +5,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixc.planfile import Plan
+from mixc.errors import UsageError
+from mixc.planfile import TrainingPlan
 from runtime.__main__ import main
 from runtime.model import SpeechLM, model_config
-from runtime.train import (RunDirConflict, TrainResult, build_optimizer, device_batch_size, resolve_duration,
-                           run_name, train)
+from runtime.train import (
+    RunDirConflict,
+    TrainResult,
+    build_optimizer,
+    device_batch_size,
+    resolve_duration,
+    run_name,
+    train,
+)
 from tests.runtime.helpers import BatchRecorder
 
 
@@ -65,25 +73,26 @@ def test_rerunning_a_finished_run_resumes_it_and_trains_nothing(full, plan_path:
 
 
 def test_run_name_follows_the_plan(plan_path: Path) -> None:
-    plan = Plan.read(plan_path)
-    assert run_name(plan, plan_path.parent) == run_name(Plan.read(plan_path), plan_path.parent)
+    plan = TrainingPlan.read(plan_path)
+    assert run_name(plan, plan_path.parent) == run_name(TrainingPlan.read(plan_path), plan_path.parent)
     assert run_name(plan, plan_path.parent) != run_name(plan.model_copy(update={"seed": 1}), plan_path.parent)
 
 
 def test_batch_and_duration_arguments() -> None:
     assert device_batch_size(512, 8) == 64
-    with pytest.raises(ValueError, match="does not split over 3 processes"):
+    with pytest.raises(UsageError, match="does not split over 3 processes"):
         device_batch_size(512, 3)
     assert resolve_duration(None, 200) == "200ba"
     assert resolve_duration("20ba", 200) == "20ba"
     assert resolve_duration(7, 200) == "7ba"
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="'twenty' is not a duration") as err:
         resolve_duration("twenty", 200)
+    assert "20ba" in err.value.hint
 
 
 def test_no_weight_decay_on_norms_and_embeddings(plan_path: Path) -> None:
-    model = SpeechLM(model_config(Plan.read(plan_path)))
-    decay, no_decay = build_optimizer(model, Plan.read(plan_path).optimizer).param_groups
+    model = SpeechLM(model_config(TrainingPlan.read(plan_path)))
+    decay, no_decay = build_optimizer(model, TrainingPlan.read(plan_path).optimizer).param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert any(p is model.embed.weight for p in no_decay["params"])
     assert all(p.ndim == 2 and p is not model.embed.weight for p in decay["params"])
@@ -95,4 +104,4 @@ def test_a_run_dir_is_not_resumed_with_another_plan(full, plan_factory) -> None:
     other = plan_factory(seed=8)
     with pytest.raises(RunDirConflict, match="holds a run of another plan"):
         train(other, run_dir=result.run_dir, device="cpu")
-    assert Plan.read(result.run_dir / "plan.json").seed == 7  # the run's own plan, kept beside it
+    assert TrainingPlan.read(result.run_dir / "plan.json").seed == 7  # the run's own plan, kept beside it

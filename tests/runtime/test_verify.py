@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mixc.planfile import Lock, Plan
+from mixc.planfile import Lock, TrainingPlan
 from runtime.train import train
 from runtime.verify import ShardMismatch, verify_plan, verify_shards
 
@@ -36,7 +36,7 @@ def test_changed_byte_names_the_file_and_both_hashes(plan_factory: Callable[...,
     message = str(err.value)
     assert shard.relative_to(plan_path.parent).as_posix() in message
     assert f"expected sha256 {expected}" in message and f"actual {actual}" in message
-    assert "recompile with `mixc compile`" in message
+    assert "recompile with `mixc compile" in err.value.hint
 
 
 def test_each_part_hashes_its_own_files(plan_factory: Callable[..., Path]) -> None:
@@ -67,15 +67,16 @@ def test_truncated_and_missing_shards(plan_factory: Callable[..., Path]) -> None
 def test_lock_of_another_compile_is_refused(plan_path: Path) -> None:
     lock = Lock.read(plan_path.parent / "mix.lock")
     with pytest.raises(ShardMismatch, match="another compile"):
-        verify_plan(Plan.read(plan_path), lock.model_copy(update={"ir_hash": "other"}))
+        verify_plan(TrainingPlan.read(plan_path), lock.model_copy(update={"ir_hash": "other"}))
     unpinned = lock.model_copy(update={"shards": tuple(s for s in lock.shards if not s.path.endswith("index.json"))})
     with pytest.raises(ShardMismatch, match="index.json is not pinned"):
-        verify_plan(Plan.read(plan_path), unpinned)
+        verify_plan(TrainingPlan.read(plan_path), unpinned)
 
 
 def test_train_refuses_a_tampered_shard(plan_factory: Callable[..., Path], tmp_path: Path) -> None:
     plan_path = plan_factory()
     flip_a_byte(first_shard(plan_path)[0])
-    with pytest.raises(ShardMismatch, match="recompile with `mixc compile`"):
+    with pytest.raises(ShardMismatch, match="does not match mix.lock") as err:
         train(plan_path, run_dir=tmp_path / "run", device="cpu")
+    assert "recompile with `mixc compile" in err.value.hint
     assert not (tmp_path / "run").exists()  # refused before anything was written

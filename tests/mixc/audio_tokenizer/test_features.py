@@ -3,8 +3,16 @@ import pytest
 import torch
 
 from mixc.audio_tokenizer.alphabet import ALPHABET, ids_to_text, normalize_text, text_to_ids
-from mixc.audio_tokenizer.features import (FRAME_RATE, FRAMES_PER_TOKEN, N_MELS, SAMPLE_RATE, check_frame_rate,
-                                           length_batches, log_mel, num_codes)
+from mixc.audio_tokenizer.features import (
+    FRAME_RATE,
+    FRAMES_PER_TOKEN,
+    N_MELS,
+    SAMPLE_RATE,
+    check_frame_rate,
+    length_batches,
+    log_mel,
+    num_codes,
+)
 
 
 def test_frame_rate_is_12_5_hz():

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mixc.audio_tokenizer import evaluate, load_tokenizer, num_codes, train_kmeans
+from mixc.errors import DataError
 from tests.mixc.audio_tokenizer.conftest import KMEANS_CODEBOOK
 
 
@@ -35,5 +36,6 @@ def test_kmeans_is_deterministic_and_round_trips(kmeans, train_clips, held_out, 
 def test_kmeans_rejects_bad_arguments(train_clips):
     with pytest.raises(ValueError, match="12.5"):
         train_kmeans(8, train_clips, seed=0, frame_rate=50.0)
-    with pytest.raises(ValueError, match="at least 100000 tokens"):
+    with pytest.raises(DataError, match="at least 100000 tokens") as err:  # the data's fault: a hint says what to do
         train_kmeans(100_000, train_clips[:1], seed=0)
+    assert "codebook" in err.value.hint

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from mixc.audio import SAMPLE_RATE, Turn
-from mixc.backends.asr import (MAX_CLIP_S, WHISPERX_PYTHON_ENV, MissingWeights, WorkerAsr, WorkerError,
-                               clip_spans, load_asr, model_dir, model_revision)
+from mixc.backends.asr import MAX_CLIP_S, WHISPERX_PYTHON_ENV, WorkerAsr, clip_spans, model_dir, model_revision
+from mixc.backends.asr import load as load_asr
 from mixc.demo.audio import conversation
-from mixc.ir import Asr
 from mixc.demo.scoring import wer
+from mixc.errors import MissingWeights, WorkerError
+from mixc.ir import Asr
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
 # tiny.en (beam 1) measured 0.17-0.20 corpus WER on such conversations (Factbook text, many proper
@@ -128,7 +129,7 @@ def test_model_resolution(tmp_path, asr, conv, turns):
 def test_absent_models_are_missing_weights(name, says):
     with pytest.raises(MissingWeights, match=says) as err:
         load_asr(Asr(model=name))
-    assert name in str(err.value) and "tiny.en" in str(err.value)
+    assert name in err.value.message and "tiny.en" in err.value.hint
 
 
 def test_a_folder_without_weights_is_not_a_model(tmp_path):

@@ -17,12 +17,13 @@ import pytest
 import yaml
 
 from mixc.audio import SAMPLE_RATE, Region, Turn
-from mixc.backends import MissingWeights as BackendMissingWeights
-from mixc.backends.diarize import MissingWeights, Piece, join_pieces, load_diarizer, model_revision
-from mixc.backends.vad import load_vad
+from mixc.backends.diarize import SpeakerPiece, join_pieces, model_revision
+from mixc.backends.diarize import load as load_diarizer
+from mixc.backends.vad import load as load_vad
 from mixc.demo.audio import conversation
-from mixc.ir import Diarize, Vad
 from mixc.demo.scoring import der
+from mixc.errors import MissingWeights, SetupError
+from mixc.ir import Diarize, Vad
 
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")  # flite renders in milliseconds; piper's voice takes seconds
 # benchmarks/diarize_quality.py on 54 clean 2-4 speaker demo conversations: DER mean 0.011, max 0.081
@@ -117,8 +118,8 @@ def test_no_speech_no_turns(diarizer):
 
 
 def test_join_pieces_joins_one_speaker_within_a_region():
-    pieces = [Piece(4.0, 5.0, 7, 2), Piece(0.0, 1.0, 3, 0), Piece(1.2, 2.0, 3, 0), Piece(2.2, 3.0, 7, 0),
-              Piece(3.5, 4.0, 7, 1)]
+    pieces = [SpeakerPiece(4.0, 5.0, 7, 2), SpeakerPiece(0.0, 1.0, 3, 0), SpeakerPiece(1.2, 2.0, 3, 0), SpeakerPiece(2.2, 3.0, 7, 0),
+              SpeakerPiece(3.5, 4.0, 7, 1)]
     assert join_pieces(pieces) == [Turn(0.0, 2.0, "S0"), Turn(2.2, 3.0, "S1"), Turn(3.5, 4.0, "S1"),
                                    Turn(4.0, 5.0, "S1")]
 
@@ -234,18 +235,17 @@ def test_missing_weights_name_the_path_and_how_to_provide(tmp_path):
     absent = tmp_path / "nowhere"
     with pytest.raises(MissingWeights) as err:
         load_diarizer(Diarize(backend="pyannote", model=str(absent)), threads=1)
-    message = str(err.value)
-    assert str(absent) in message and 'diarize { backend = pyannote  model = "/path/to/DIR" }' in message
-    assert isinstance(err.value, BackendMissingWeights)
+    assert str(absent) in err.value.message
+    assert 'diarize { backend = pyannote  model = "/path/to/DIR" }' in err.value.hint
+    assert isinstance(err.value, SetupError) and err.value.exit_code == 5
 
 
 def test_missing_hub_id_names_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(MissingWeights) as err:
         model_revision(Diarize(backend="pyannote", model="pyannote/speaker-diarization-community-1"))
-    message = str(err.value)
-    assert "'pyannote/speaker-diarization-community-1'" in message and str(tmp_path) in message
-    assert "never downloads" in message and "huggingface-cli download" in message
+    assert "'pyannote/speaker-diarization-community-1'" in err.value.message and str(tmp_path) in err.value.message
+    assert "never downloads" in err.value.hint and "huggingface-cli download" in err.value.hint
 
 
 def test_missing_files_inside_a_pipeline_folder_are_named(pipeline_dir, tmp_path):

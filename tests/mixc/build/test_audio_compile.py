@@ -18,7 +18,7 @@ from streaming import StreamingDataset
 from mixc.demo.audio import write_corpus
 from mixc.build.execute import Executor
 from mixc.lang.lower import load
-from mixc.plan.dag import stages
+from mixc.stages import graph
 from tests.mixc.workspace import workspace
 
 SPEC = """
@@ -116,7 +116,7 @@ def test_ablations_rebuild_exactly_what_they_touch_and_plan_says_so_first(compil
     name = "_".join(f"{k}-{v}" for k, v in edit.items()).replace("(", "").replace(")", "").replace(".", "") + ".mix"
     spec = ws.spec(spec_text(**edit), name)
     low = load(spec)
-    preview = Executor(low.ir, low.root, ws.cache).preview(stages(low.ir))
+    preview = Executor(low.ir, low.root, ws.cache).preview(graph(low.ir))
     assert {sid for sid, hit in preview.items() if not hit} == rebuilt
     assert built(ws.compile(spec, out=name.removesuffix(".mix"))) == rebuilt
 
@@ -164,10 +164,10 @@ def test_moved_files_cost_no_audio_work(compiled, tmp_path):
 
 
 def test_missing_asr_weights_are_a_located_error_not_a_traceback(compiled):
-    from mixc.build.compile import CompileError
+    from mixc.lang.diagnostics import SpecError
     ws, _ = compiled
     text = spec_text().replace('  chunk fine { max = 12s }', '  asr {\n    model = "large-v3"\n  }\n  chunk fine { max = 12s }')
-    with pytest.raises(CompileError) as info:
+    with pytest.raises(SpecError) as info:
         ws.compile(ws.spec(text, "large.mix"), out="large")
     diag = info.value.diagnostics[0]
     assert diag.code == "stage.asr" and "large-v3" in diag.message and "never downloads" in diag.hint

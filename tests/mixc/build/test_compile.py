@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from streaming import StreamingDataset
 
-from mixc.build.compile import CompileError, allocate
-from mixc.planfile import Lock, Plan
+from mixc.build.compile import allocate
+from mixc.lang.diagnostics import SpecError
+from mixc.planfile import Lock, TrainingPlan
 from tests.mixc.workspace import TWO_SOURCES, workspace
 
 
@@ -37,7 +38,7 @@ def built(result) -> set[str]:
 def test_outputs_validate_and_agree(compiled):
     ws, result = compiled
     out = result.out
-    plan = Plan.read(out / "plan.json")
+    plan = TrainingPlan.read(out / "plan.json")
     lock = Lock.read(out / "mix.lock")
     assert plan.epoch_samples == 20 * 4
     assert sum(s.choose for s in plan.streams) == plan.epoch_samples
@@ -118,7 +119,7 @@ def test_budget_over_repeat_cap_is_a_located_error(compiled):
     ws, _ = compiled
     text = spec_text().replace('files = "data/books/*.txt"', 'files = "data/books/*.txt"\n  max_repeats = 0.01')
     spec = ws.spec(text, "capped.mix")
-    with pytest.raises(CompileError) as info:
+    with pytest.raises(SpecError) as info:
         ws.compile(spec, out="capped")
     diag = info.value.diagnostics[0]
     assert diag.code == "budget.infeasible" and "books" in diag.message
@@ -136,20 +137,20 @@ def test_plan_json_schema_rejects_unknown_fields(compiled):
     data = json.loads((compiled[1].out / "plan.json").read_text())
     data["streams"][0]["surprise"] = 1
     with pytest.raises(ValueError):
-        Plan.model_validate(data)
-    assert data["schema"] == "mixc.plan.dag/1"
+        TrainingPlan.model_validate(data)
+    assert data["schema"] == "mixc.plan/1"
 
 
 def test_plan_previews_cache_hits_before_compiling(compiled):
     from mixc.build.execute import Executor
     from mixc.lang.lower import load
-    from mixc.plan.dag import stages
+    from mixc.stages import graph
 
     ws, _ = compiled
 
     def preview(text: str, name: str) -> set[str]:
         low = load(ws.spec(text, name))
-        status = Executor(low.ir, low.root, ws.cache).preview(stages(low.ir))
+        status = Executor(low.ir, low.root, ws.cache).preview(graph(low.ir))
         return {sid for sid, hit in status.items() if not hit}
 
     assert preview(spec_text(), "same.mix") == set()

@@ -3,14 +3,15 @@ edited ones always are."""
 
 import os
 
-import mixc.hashing
-from mixc.hashing import DigestMemo, file_digest
+import mixc.build.digest
+from mixc.build.digest import DigestMemo
+from mixc.hashing import file_digest
 
 
 def test_unchanged_files_are_hashed_once_and_edits_are_seen(tmp_path, monkeypatch):
     reads = []
-    real = mixc.hashing.file_digest
-    monkeypatch.setattr(mixc.hashing, "file_digest", lambda p: reads.append(p) or real(p))
+    real = mixc.build.digest.file_digest
+    monkeypatch.setattr(mixc.build.digest, "file_digest", lambda p: reads.append(p) or real(p))
     memo = DigestMemo(tmp_path / "cache" / "digests.sqlite")
     audio = tmp_path / "a.bin"
     audio.write_bytes(b"first version")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mixc.planfile import Lock
-from tests.mixc.test_compile import shard_hashes, spec_text
+from tests.mixc.build.test_compile import shard_hashes, spec_text
 from tests.mixc.workspace import workspace
 
 MIXC = str(Path(sys.executable).with_name("mixc"))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mixc.demo import audio as da
 from mixc.audio import SAMPLE_RATE
+from mixc.demo import audio as da
 
 SEED = 7
 VOICES3 = ("awb", "slt", "joe")  # two flite voices and the piper one, so every backend is exercised
@@ -177,5 +177,6 @@ def test_bad_arguments() -> None:
 
 def test_missing_flite_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(RuntimeError, match="apt-get install flite"):
+    with pytest.raises(da.TtsMissing, match="flite is not installed") as err:
         da.flite_speech("awb", "Hello there.")
+    assert "apt-get install flite" in err.value.hint and err.value.exit_code == 5

@@ -4,7 +4,15 @@ import pytest
 
 from mixc.audio import Turn
 from mixc.demo.audio import TrueTurn
-from mixc.demo.scoring import boundary_recall, der, edit_distance, normalise, speaker_changes, speaker_count_correct, wer
+from mixc.demo.scoring import (
+    boundary_recall,
+    der,
+    edit_distance,
+    normalise,
+    speaker_changes,
+    speaker_count_correct,
+    wer,
+)
 
 TRUTH = [TrueTurn("a", 0.0, 10.0, ""), TrueTurn("b", 10.5, 20.0, ""), TrueTurn("a", 20.5, 30.0, "")]
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from mixc.lang.check import check_file
+from mixc.build.preflight import check_spec
 from mixc.lang.diagnostics import render_all
 from tests.conftest import GOLDEN, UPDATE
 
@@ -21,7 +21,7 @@ def render(name: str) -> str:
     cwd = os.getcwd()
     os.chdir(ERRORS)
     try:
-        low, diags = check_file(name)
+        low, diags = check_spec(name)
         return render_all(diags, low.texts) + "\n"
     finally:
         os.chdir(cwd)

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from mixc.plan import diff
-
-from mixc.plan import dag as plan
 from mixc.lang.lower import load
+from mixc.plan import dag
+from mixc.plan.diff import diff as spec_diff
+from mixc.plan.overview import overview
+from mixc.stages import graph
 from tests.conftest import REPO
 
 SPECS = REPO / "specs"
@@ -21,12 +22,16 @@ def ir(path: Path):
     return low.ir
 
 
+def _diff(a, b):
+    return spec_diff(a, b, graph(a), graph(b))
+
+
 def test_keys_stable_across_checkout_locations(tmp_path):
     copy = tmp_path / "elsewhere"
     shutil.copytree(REPO / "specs", copy / "specs")
     (copy / "pyproject.toml").write_text("")  # the workspace root marker
-    here = {sid: s.key for sid, s in plan.stages(ir(SPECS / "spelangy.mix")).items()}
-    there = {sid: s.key for sid, s in plan.stages(ir(copy / "specs" / "spelangy.mix")).items()}
+    here = {sid: s.key for sid, s in graph(ir(SPECS / "spelangy.mix")).items()}
+    there = {sid: s.key for sid, s in graph(ir(copy / "specs" / "spelangy.mix")).items()}
     assert here == there
 
 
@@ -38,14 +43,14 @@ def test_keys_ignore_comments_and_layout(tmp_path):
     b = tmp_path / "specs" / "b.mix"
     a.write_text(text)
     b.write_text("# a comment\n\n" + text.replace("\n", "\n\n").replace("  ", "    "))
-    ka = {sid: s.key for sid, s in plan.stages(ir(a)).items()}
-    kb = {sid: s.key for sid, s in plan.stages(ir(b)).items()}
+    ka = {sid: s.key for sid, s in graph(ir(a)).items()}
+    kb = {sid: s.key for sid, s in graph(ir(b)).items()}
     assert ka == kb
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda p: p.stem)
 def test_every_ablation_changes_at_most_one_factor(ablation):
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(ablation))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(ablation))
     if ablation.stem == "mix_web_quest_krist":  # the paper's full sub-mix is the base recipe itself
         assert result.edits == []
     else:
@@ -53,7 +58,7 @@ def test_every_ablation_changes_at_most_one_factor(ablation):
 
 
 def test_coarse_is_chunk_granularity_and_rebuilds_web_from_chunking_on():
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "coarse.mix"))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "coarse.mix"))
     assert result.factors == ["chunk granularity"]
     assert set(result.rebuilt) == {"chunk:web", "encode:web", "interleave:web", "pack:web", "shards:web"}
     assert not result.added and not result.removed
@@ -61,21 +66,21 @@ def test_coarse_is_chunk_granularity_and_rebuilds_web_from_chunking_on():
 
 def test_ratio_change_is_plan_only(tmp_path):
     override = "mixture { 70% text_corpus 30% speech { 50% web 20% quest 30% krist } }"
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(_with(tmp_path, SPECS / "spelangy.mix", override)))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(_with(tmp_path, SPECS / "spelangy.mix", override)))
     assert result.factors == ["mixture ratios"]
     assert result.to_json()["plan_only"] is True
     assert all(e.invalidates == () for e in result.edits)
 
 
 def test_dropping_a_leaf_removes_its_stages_and_keeps_the_others():
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "mix_web.mix"))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "mix_web.mix"))
     assert result.factors == ["mixture ratios"]
     assert "shards:krist" in result.removed and "shards:quest" in result.removed
     assert not result.rebuilt and not result.added
 
 
 def test_loss_change_rebuilds_interleaving_only_for_speech():
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "loss_all.mix"))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "loss_all.mix"))
     assert result.factors == ["loss masking"]
     kinds = {sid.split(":")[0] for sid in result.rebuilt}
     assert kinds == {"interleave", "pack", "shards"}
@@ -103,21 +108,22 @@ def _with(tmp_path: Path, base: Path, override: str) -> Path:
 def test_semantic_fields_change_their_stage_keys(tmp_path, override, touched):
     base = ir(SPECS / "spelangy.mix")
     child = ir(_with(tmp_path, SPECS / "spelangy.mix", override))
-    a, b = plan.stages(base), plan.stages(child)
+    a, b = graph(base), graph(child)
     assert a[touched].key != b[touched].key
     changed = {sid for sid in a if sid in b and a[sid].key != b[sid].key}
-    assert changed == plan.downstream(b, {sid for sid in changed if not (set(b[sid].inputs) & changed)})
+    assert changed == dag.downstream(b, {sid for sid in changed if not (set(b[sid].inputs) & changed)})
 
 
 def test_train_settings_change_no_stage():
-    result = diff.diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "stochastic.mix"))
+    result = _diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "ablations" / "stochastic.mix"))
     assert result.factors == ["modality sampling"]
-    other = diff.diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "spelangy.mix"))
+    other = _diff(ir(SPECS / "spelangy.mix"), ir(SPECS / "spelangy.mix"))
     assert other.edits == [] and other.rebuilt == []
 
 
 def test_budget_table_shares_and_needed_tokens():
-    p = plan.build(ir(SPECS / "spelangy.mix"))
+    spec = ir(SPECS / "spelangy.mix")
+    p = overview(spec, graph(spec))
     rows = {r["name"]: r for r in p.table.to_dicts()}
     assert rows["text_corpus"]["share"] == pytest.approx(0.60)
     assert rows["web"]["share"] == pytest.approx(0.40 * 0.59)
@@ -127,7 +133,7 @@ def test_budget_table_shares_and_needed_tokens():
 
 
 def test_stage_order_is_topological():
-    dag = plan.stages(ir(SPECS / "spelangy.mix"))
+    dag = graph(ir(SPECS / "spelangy.mix"))
     seen: set[str] = set()
     for sid, stage in dag.items():
         assert set(stage.inputs) <= seen, sid

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixc.build.cache import Items
+from mixc.build.execute import declared
 from mixc.lang.lower import load
-from mixc.plan.dag import stages
-from mixc.stages import REGISTRY
+from mixc.stages import REGISTRY, graph
 from mixc.stages.base import Context, Stats
+from mixc.stages.store import ItemStore
 
 
 def spec_of(root: Path, text: str):
@@ -20,9 +20,13 @@ def spec_of(root: Path, text: str):
 
 
 def run_stage(root: Path, spec, sid: str, inputs: dict[str, Path], name: str | None = None,
-              items: Items | None = None) -> tuple[Path, Stats]:
-    stage = stages(spec)[sid]
+              items: ItemStore | None = None) -> tuple[Path, Stats]:
+    """The stage `sid` of the spec's graph, run on `inputs` (stage id -> artifact folder) as the
+    executor runs it: its declared values only, its fingerprint computed first."""
+    node = graph(spec)[sid]
     out = root / (name or sid.replace(":", "_"))
     out.mkdir()
-    ctx = Context(spec, stage, inputs, out, root, items=items)
-    return out, REGISTRY[stage.kind]()(ctx)
+    stage = REGISTRY[node.kind]()
+    ctx = Context(node, declared(spec, node), inputs, out, root, items=items)
+    ctx.fingerprint = stage.fingerprint(ctx, spec)
+    return out, stage(ctx)

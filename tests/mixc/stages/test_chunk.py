@@ -2,22 +2,22 @@
 
 from mixc.audio import Utterance, Word
 from mixc.ir import CoarseChunks, Filters, FineChunks
-from mixc.stages.chunk import Piece, coarse, fine, limit
+from mixc.stages.chunk import Chunk, coarse, fine, limit
 from mixc.stages.transcripts import drop_reason, max_ngram_count
 
 
-def words(text: str, start: float, step: float = 0.4, gap_after: dict[int, float] | None = None) -> tuple[dict, ...]:
+def words(text: str, start: float, step: float = 0.4, gap_after: dict[int, float] | None = None) -> tuple[Word, ...]:
     """One word every `step` seconds (each lasting 0.3 s), with extra pauses after given word indices."""
     out, t = [], start
     for i, w in enumerate(text.split()):
-        out.append({"start": round(t, 3), "end": round(t + 0.3, 3), "text": w, "prob": 0.9})
+        out.append(Word(round(t, 3), round(t + 0.3, 3), w, 0.9))
         t += step + (gap_after or {}).get(i, 0.0)
     return tuple(out)
 
 
-def utt(text: str, start: float, speaker: str = "S0", **kw) -> Piece:
+def utt(text: str, start: float, speaker: str = "S0", **kw) -> Chunk:
     ws = words(text, start, **kw)
-    return Piece(start - 0.1, ws[-1]["end"] + 0.1, speaker, ws)
+    return Chunk(start - 0.1, ws[-1].end + 0.1, speaker, ws)
 
 
 def test_fine_splits_at_sentence_ends_midway_between_words():
@@ -25,7 +25,7 @@ def test_fine_splits_at_sentence_ends_midway_between_words():
     pieces = fine([u], FineChunks(min=0.5, max=20))
     assert [p.text for p in pieces] == ["One two three.", "Four five six?", "Seven eight nine."]
     assert pieces[0].start == u.start and pieces[-1].end == u.end  # the utterance's own edges
-    cut = (u.words[2]["end"] + u.words[3]["start"]) / 2
+    cut = (u.words[2].end + u.words[3].start) / 2
     assert pieces[0].end == pieces[1].start == round(cut, 3)  # contiguous, cut midway
     assert fine([u], FineChunks(split="none", min=0.5, max=20)) == [u]
 
@@ -37,11 +37,11 @@ def test_fine_joins_short_sentences_and_cuts_long_ones_at_the_widest_pause():
     assert all(p.duration <= 3.0 for p in pieces)
     assert pieces[0].text.startswith("Yes. Right.")  # the short sentences joined what follows
     assert any(p.text.endswith("the") for p in pieces)  # the widest pause (after word 7) became a cut
-    assert [w["text"] for p in pieces for w in p.words] == [w["text"] for w in u.words]  # nothing lost
+    assert [w.text for p in pieces for w in p.words] == [w.text for w in u.words]  # nothing lost
 
 
 def test_limit_keeps_a_single_long_word_whole():
-    one = Piece(0.0, 30.0, "S0", ({"start": 0.0, "end": 30.0, "text": "aaa", "prob": 1.0},))
+    one = Chunk(0.0, 30.0, "S0", ({"start": 0.0, "end": 30.0, "text": "aaa", "prob": 1.0},))
     assert limit(one, 5.0) == [one]
 
 

@@ -7,15 +7,16 @@ import struct
 
 import av
 import numpy as np
-import polars as pl
 import pytest
 import soundfile as sf
 
-from mixc.audio import SAMPLE_RATE, AudioError, decode
+from mixc.audio import SAMPLE_RATE
 from mixc.build.cache import Cache
 from mixc.build.execute import Executor
 from mixc.lang.lower import load
-from mixc.plan.dag import stages
+from mixc.stages import graph
+from mixc.stages.decode import AudioError, decode
+from mixc.stages.items import RecordingManifest
 
 SPEC = """
 source web : audio {{
@@ -78,7 +79,7 @@ def ingest(root, cache_dir=None, max_seconds=5):
     (root / "s.mix").write_text(SPEC.format(max_seconds=max_seconds))
     low = load(root / "s.mix")
     assert low.ok, [d.message for d in low.diagnostics]
-    dag = {k: v for k, v in stages(low.ir).items() if k == "ingest:web"}
+    dag = {k: v for k, v in graph(low.ir).items() if k == "ingest:web"}
     return Executor(low.ir, low.root, Cache(cache_dir or root / "cache")).run(dag)["ingest:web"]
 
 
@@ -87,7 +88,7 @@ def test_every_format_becomes_16k_mono_and_every_bad_file_is_quarantined(tmp_pat
     reasons = bad_files(tmp_path / "audio" / "bad")
     (tmp_path / "audio" / "notes.md").write_text("not audio")
     run = ingest(tmp_path)
-    rows = {r["path"].split("/")[-1]: r for r in pl.read_parquet(run.path / "recordings.parquet").to_dicts()}
+    rows = {r["path"].split("/")[-1]: r for r in RecordingManifest.read(run.path).rows}
     assert set(rows) == set(durations)
     for name, seconds in durations.items():
         wav, rate = sf.read(Cache(tmp_path / "cache").items.path("ingest", rows[name]["audio"], ".flac"))
@@ -151,7 +152,7 @@ def test_a_manifest_names_files_and_carries_metadata(tmp_path):
     low = load(tmp_path / "s.mix")
     assert low.ok, [d.message for d in low.diagnostics]
     run = Executor(low.ir, low.root, Cache(tmp_path / "cache")).run(
-        {k: v for k, v in stages(low.ir).items() if k == "ingest:web"})["ingest:web"]
-    rows = pl.read_parquet(run.path / "recordings.parquet").to_dicts()
+        {k: v for k, v in graph(low.ir).items() if k == "ingest:web"})["ingest:web"]
+    rows = RecordingManifest.read(run.path).rows
     assert [json.loads(r["meta"]) for r in rows] == [{"show": "weather"}]
     assert [q["reason"] for q in run.stats.quarantined] == ["missing file (named by the manifest)"]

@@ -1,13 +1,15 @@
 """Interleaving: one modality per chunk, alternation and sampling rules, markers, loss masks, draws."""
 
-import json
 
 import numpy as np
 import polars as pl
 import pytest
 
 from mixc.ir import Deterministic, Stochastic
+from mixc.plan.vocab import TextVocab
+from mixc.stages.audio_tokens import AudioCodes
 from mixc.stages.interleave import Spans, document, draw_rng, modalities, switches
+from mixc.stages.tokenizer import VocabFile
 from mixc.stages.tokens import TokenStream
 from tests.mixc.stages.helpers import run_stage, spec_of
 
@@ -90,10 +92,8 @@ def encoded(folder, docs: list[int]):
                          "text": f"word{chunk} and more"})
             codes += [chunk % 16] * (chunk % 3 + 1)
             offsets.append(len(codes))
-    pl.DataFrame(rows).write_parquet(folder / "chunks.parquet")
-    np.asarray(codes, np.uint32).tofile(folder / "codes.u32")
-    np.save(folder / "offsets.npy", np.asarray(offsets, np.int64))
-    (folder / "codes.json").write_text(json.dumps({"codebook_size": 16, "frame_rate": 12.5}))
+    AudioCodes.write(folder, pl.DataFrame(rows), [(np.asarray(codes, np.uint32), np.asarray(offsets, np.int64))],
+                     {"codebook_size": 16, "frame_rate": 12.5})
 
 
 def tokenizer(folder):
@@ -104,7 +104,7 @@ def tokenizer(folder):
     tok.train_from_iterator(["word and more " * 50], trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<|eos|>", "<|pad|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.save(str(folder / "tokenizer.json"))
-    (folder / "vocab.json").write_text(json.dumps({"kind": "hf", "size": tok.get_vocab_size(), "eos": 0, "pad": 1}))
+    VocabFile.write(folder, TextVocab("hf", tok.get_vocab_size(), 0, 1))
     return tok.get_vocab_size()
 
 

@@ -1,11 +1,13 @@
 """Packing: documents + EOS cut into seq_len sequences; masks, boundaries, lineage, remainder."""
 
-import json
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mixc.plan.vocab import TextVocab
+from mixc.stages.pack import PackedSequences
+from mixc.stages.tokenizer import VocabFile
 from mixc.stages.tokens import TokenWriter
 from tests.mixc.stages.helpers import run_stage, spec_of
 
@@ -20,24 +22,23 @@ budget {{ steps = 1 }}
 
 def token_stream(folder, docs, masks=None):
     folder.mkdir()
-    writer = TokenWriter(folder, with_mask=masks is not None)
+    (folder.parent / "vocab").mkdir(exist_ok=True)
+    VocabFile.write(folder.parent / "vocab", TextVocab("hf", 50, EOS, PAD))
+    writer = TokenWriter(folder, vocab_from=folder.parent / "vocab", with_mask=masks is not None)
     for i, doc in enumerate(docs):
         writer.add(100 + i, np.asarray(doc, np.uint32), None if masks is None else np.asarray(masks[i], np.uint8))
     writer.close()
-    (folder / "vocab.json").write_text(json.dumps({"kind": "hf", "size": 50, "eos": EOS, "pad": PAD}))
 
 
 def pack(tmp_path, docs, seq_len, remainder="drop", masks=None):
     spec = spec_of(tmp_path, SPEC.format(seq_len=seq_len, remainder=remainder))
     token_stream(tmp_path / "tok", docs, masks)
     out, stats = run_stage(tmp_path, spec, "pack:s", {"tokenize:s": tmp_path / "tok"})
-    seqs = np.fromfile(out / "seqs.u32", np.uint32).reshape(-1, seq_len)
-    mask = np.fromfile(out / "mask.u8", np.uint8).reshape(-1, seq_len)
-    ragged = {}
-    for name in ("boundaries", "lineage"):
-        flat, idx = np.load(out / f"{name}.npy"), np.load(out / f"{name}_idx.npy")
-        ragged[name] = [flat[idx[i]:idx[i + 1]].tolist() for i in range(len(idx) - 1)]
-    return seqs, mask, ragged["boundaries"], ragged["lineage"], stats
+    packed = PackedSequences.open(out)
+    assert packed.seq_len == seq_len
+    rows = range(packed.count)
+    return (packed.tokens(0, packed.count), packed.masks(0, packed.count),
+            [packed.boundaries_of(i).tolist() for i in rows], [packed.lineage_of(i).tolist() for i in rows], stats)
 
 
 def test_documents_are_joined_with_eos_and_split_across_sequences(tmp_path):

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from mixc.stages.text import iter_docs, normalise
+from mixc.stages.text import Documents, normalise
 from tests.mixc.stages.helpers import run_stage, spec_of
 
 SPEC = """
@@ -21,7 +21,7 @@ budget {{ steps = 1 }}
 
 
 def docs(folder) -> list[dict]:
-    return [row for b in iter_docs(folder, ("doc_id", "file", "row", "text")) for row in b.to_pylist()]
+    return [row for b in Documents.batches(folder, ("doc_id", "file", "row", "text")) for row in b.to_pylist()]
 
 
 def test_every_format_and_compression(tmp_path):

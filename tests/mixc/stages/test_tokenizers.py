@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mixc.stages.tokenizer import load_codec, read_vocab
+from mixc.stages.tokenizer import VocabFile, load_codec
 from tests.mixc.stages.helpers import run_stage, spec_of
 
 CORPUS = ["the quick brown fox jumps over the lazy dog " * 3, "pack my box with five dozen liquor jugs " * 3] * 40
@@ -28,7 +28,7 @@ def test_trained_bpe_has_eos_and_pad_and_round_trips(corpus):
     spec = spec_of(corpus, BASE.format(tok="bpe { vocab = 300 }"))
     read, _ = run_stage(corpus, spec, "read:s", {})
     out, stats = run_stage(corpus, spec, "train_bpe:text", {"read:s": read})
-    vocab = read_vocab(out)
+    vocab = VocabFile.read(out)
     assert (vocab.kind, vocab.eos, vocab.pad) == ("hf", 0, 1) and vocab.size <= 300
     codec = load_codec(out)
     ids = codec.encode_batch(["the lazy dog"])[0]
@@ -44,7 +44,7 @@ def test_hf_tokenizer_file_without_eos_gets_new_ids(corpus):
     tok.save(str(corpus / "words.json"))
     spec = spec_of(corpus, BASE.format(tok='file { path = "words.json" }'))
     out, _ = run_stage(corpus, spec, "load_text_tokenizer:text", {})
-    vocab = read_vocab(out)
+    vocab = VocabFile.read(out)
     size = tok.get_vocab_size()
     assert (vocab.eos, vocab.pad, vocab.size) == (size, size + 1, size + 2)
 
@@ -56,7 +56,7 @@ def test_sentencepiece_model_file(corpus):
                                              vocab_size=60, model_type="bpe", minloglevel=2)
     spec = spec_of(corpus, BASE.format(tok='file { path = "sp.model" }'))
     out, _ = run_stage(corpus, spec, "load_text_tokenizer:text", {})
-    vocab = read_vocab(out)
+    vocab = VocabFile.read(out)
     assert vocab.kind == "sentencepiece" and vocab.eos == 2 and vocab.size == 61  # pad added after the pieces
     assert load_codec(out).encode_batch(["the fox"])[0]
 
@@ -64,6 +64,6 @@ def test_sentencepiece_model_file(corpus):
 def test_tiktoken_cl100k_offline(corpus):
     spec = spec_of(corpus, BASE.format(tok="tiktoken { encoding = cl100k }"))
     out, _ = run_stage(corpus, spec, "load_text_tokenizer:text", {})
-    vocab = read_vocab(out)
+    vocab = VocabFile.read(out)
     assert (vocab.kind, vocab.eos, vocab.size) == ("tiktoken", 100257, 100278)
     assert load_codec(out).encode_batch(["hello world"]) == [[15339, 1917]]
