@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mixc import ir
 from mixc.audio import SAMPLE_RATE, Interval, Region, Turn
 from mixc.errors import MissingWeights
 from mixc.hashing import model_file_digest as file_digest
-from mixc.ir import Diarize
 
 
 class Diarizer(ABC):
@@ -42,19 +42,19 @@ class Diarizer(ABC):
         inside speech. Speaker labels 'S0','S1',... numbered by first appearance (deterministic)."""
 
 
-def load(cfg: Diarize, threads: int = 1) -> Diarizer:
+def load(cfg: ir.Diarize, threads: int = 1) -> Diarizer:
     if cfg.backend == "pyannote":
         return PyannoteDiarizer(cfg, threads)
     return EmbeddingDiarizer(cfg, threads)
 
 
-def locate(cfg: Diarize) -> None:
+def locate(cfg: ir.Diarize) -> None:
     """Raise MissingWeights when the configured weights are not on this machine (reads no weights)."""
     if cfg.backend == "pyannote":
         resolve_pipeline(cfg.model)
 
 
-def model_revision(cfg: Diarize) -> str:
+def model_revision(cfg: ir.Diarize) -> str:
     """Names the exact weights (and, for `embedding`, the algorithm version); enters the cache key."""
     if cfg.backend == "pyannote":
         return pyannote_revision(cfg)
@@ -228,7 +228,7 @@ class EmbeddingDiarizer(Diarizer):
     """GE2E embeddings: regions cut at speaker changes -> units clustered with the speaker count
     estimated -> each window takes its nearest speaker -> short runs smoothed away -> turns."""
 
-    def __init__(self, cfg: Diarize, threads: int = 1):
+    def __init__(self, cfg: ir.Diarize, threads: int = 1):
         import warnings
 
         import torch
@@ -497,7 +497,7 @@ def local_asset(ref, root: Path, needed: tuple[str, ...], key: str) -> tuple[Pat
     return (used[0] if needed == (MODEL_FILE,) else used[0].parent), list(used)
 
 
-def pyannote_revision(cfg: Diarize) -> str:
+def pyannote_revision(cfg: ir.Diarize) -> str:
     """pyannote.audio's version and a digest of the resolved config and every weight file's bytes."""
     pipeline = resolve_pipeline(cfg.model)
     digest = hashlib.blake2b(digest_size=8)
@@ -518,7 +518,7 @@ class PyannoteDiarizer(Diarizer):
     speech do not split it); speech that pyannote gives to nobody is left out. pyannote's telemetry (on by default) is
     switched off: mixc runs offline."""
 
-    def __init__(self, cfg: Diarize, threads: int = 1):
+    def __init__(self, cfg: ir.Diarize, threads: int = 1):
         pipeline = resolve_pipeline(cfg.model)  # fails fast, before torch and pyannote load
         import torch
         from pyannote.audio import Pipeline

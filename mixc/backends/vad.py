@@ -6,20 +6,20 @@ from importlib.metadata import version
 
 import numpy as np
 
+from mixc import ir
 from mixc.audio import SAMPLE_RATE, Region
-from mixc.ir import Vad
 
 
-def locate(cfg: Vad) -> None:
+def locate(cfg: ir.Vad) -> None:
     """silero's weights ship inside its package: nothing can be missing."""
 
 
-def model_revision(cfg: Vad) -> str:
+def model_revision(cfg: ir.Vad) -> str:
     return f"silero-vad=={version('silero-vad')}:onnx"
 
 
 class SileroVad:
-    def __init__(self, cfg: Vad, threads: int = 1):
+    def __init__(self, cfg: ir.Vad, threads: int = 1):
         import torch
         from silero_vad import load_silero_vad
 
@@ -43,5 +43,5 @@ class SileroVad:
         return [Region(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
-def load(cfg: Vad, threads: int = 1) -> SileroVad:
+def load(cfg: ir.Vad, threads: int = 1) -> SileroVad:
     return SileroVad(cfg, threads)

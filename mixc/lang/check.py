@@ -10,17 +10,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 
-from mixc.ir import (
-    AudioSource,
-    BpeTokenizer,
-    FsqTokenizer,
-    KmeansTokenizer,
-    MixGroup,
-    MixLeaf,
-    Spec,
-    Stochastic,
-    TextSource,
-)
+from mixc import ir
 from mixc.lang.diagnostics import Diagnostic, Span, error, sort_key, warning
 from mixc.lang.lower import Lowered, did_you_mean, load
 from mixc.planfile import MAX_VOCAB
@@ -34,7 +24,7 @@ MIN_FSQ_LEVEL = 3  # FSQ with level 2 needs its symmetric mode, which the tokeni
 TOKEN_RATE = 12.5  # Hz: 16 kHz, 100 mel frames/s, 8x downsampling
 
 
-def _kind_of(spec: Spec, name: str) -> str | None:
+def _kind_of(spec: ir.Spec, name: str) -> str | None:
     if name in spec.sources:
         return spec.sources[name].kind
     if name in spec.generators:
@@ -85,10 +75,10 @@ def check_name_clash(low: Lowered) -> Iterator[Diagnostic]:
                     low.span(("generators", name)), f"rename one of them; the source '{name}' is defined too")
 
 
-def _groups(group: MixGroup, path: tuple[str, ...]) -> Iterator[tuple[MixGroup, tuple[str, ...]]]:
+def _groups(group: ir.MixGroup, path: tuple[str, ...]) -> Iterator[tuple[ir.MixGroup, tuple[str, ...]]]:
     yield group, path
     for member in group.members:
-        if isinstance(member, MixGroup):
+        if isinstance(member, ir.MixGroup):
             yield from _groups(member, path + (member.name,))
 
 
@@ -114,7 +104,7 @@ def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
             if member.share <= 0:
                 yield error("mixture.share-range", f"share of '{member.name}' must be above 0%",
                             low.span(mpath + ("share",)), "drop the entry instead of giving it 0%")
-            if isinstance(member, MixLeaf):
+            if isinstance(member, ir.MixLeaf):
                 if member.name in seen:
                     yield error("mixture.duplicate-leaf", f"'{member.name}' appears twice in the mixture",
                                 low.span(mpath), "give each source one place; shares multiply down the tree",
@@ -136,15 +126,15 @@ def check_repeats(low: Lowered) -> Iterator[Diagnostic]:
 
 def check_sampling(low: Lowered) -> Iterator[Diagnostic]:
     sampling = low.ir.interleave.sampling
-    if isinstance(sampling, Stochastic) and not 0 < sampling.p < 1:
+    if isinstance(sampling, ir.Stochastic) and not 0 < sampling.p < 1:
         yield error("interleave.p", f"sampling probability p must lie strictly between 0 and 1, found {sampling.p:g}",
                     low.span(("interleave", "sampling", "p")),
                     "p is the chance that a chunk is audio; use 0.5 for the paper's stochastic setting")
 
 
-def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
+def _ranges(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     for name, source in spec.sources.items():
-        if isinstance(source, AudioSource):
+        if isinstance(source, ir.AudioSource):
             base = ("sources", name)
             if not 0 < source.vad.threshold < 1:
                 yield base + ("vad", "threshold"), "vad threshold must lie between 0 and 1", "the paper-style default is 0.5"
@@ -165,19 +155,19 @@ def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     if micro is not None and (micro < 1 or micro > spec.train.batch):
         yield ("train", "micro_batch"), "micro_batch must lie between 1 and batch", None
     audio = spec.tokenizers.audio
-    if isinstance(audio, FsqTokenizer) and any(level < MIN_FSQ_LEVEL for level in audio.levels):
+    if isinstance(audio, ir.FsqTokenizer) and any(level < MIN_FSQ_LEVEL for level in audio.levels):
         yield (("tokenizers", "audio", "levels"), f"every FSQ level must be at least {MIN_FSQ_LEVEL}",
                "the paper-style default is [8, 5, 5, 5]")
-    if isinstance(audio, (FsqTokenizer, KmeansTokenizer)) and audio.frame_rate != TOKEN_RATE:
+    if isinstance(audio, (ir.FsqTokenizer, ir.KmeansTokenizer)) and audio.frame_rate != TOKEN_RATE:
         yield (("tokenizers", "audio", "frame_rate"), f"the audio tokenizers run at {TOKEN_RATE:g} Hz only",
                "12.5Hz is 16 kHz audio at 100 log-mel frames/s, downsampled 8x: 80 ms per token")
-    if isinstance(audio, KmeansTokenizer) and audio.codebook < 2:
+    if isinstance(audio, ir.KmeansTokenizer) and audio.codebook < 2:
         yield (("tokenizers", "audio", "codebook"), "a k-means codebook needs at least 2 clusters",
                "1000 clusters match the code count of FSQ levels [8, 5, 5, 5]")
-    if isinstance(audio, FsqTokenizer) and audio.steps < 1:
+    if isinstance(audio, ir.FsqTokenizer) and audio.steps < 1:
         yield ("tokenizers", "audio", "steps"), "the audio tokenizer trains for at least 1 step", "the default is 600"
     text = spec.tokenizers.text
-    if isinstance(text, BpeTokenizer) and text.vocab < 300:
+    if isinstance(text, ir.BpeTokenizer) and text.vocab < 300:
         yield ("tokenizers", "text", "vocab"), "a BPE vocabulary needs at least 300 entries (256 bytes + merges)", None
     if spec.pack.seq_len > MAX_SEQ_LEN:
         yield (("pack", "seq_len"), f"seq_len must be at most {MAX_SEQ_LEN:,}: document starts are stored as int32",
@@ -185,18 +175,18 @@ def _ranges(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     yield from _vocabulary(spec)
 
 
-def _vocabulary(spec: Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
+def _vocabulary(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
     """Sizes no token dtype can hold: the joint vocabulary (text + audio codes + markers) must fit
     the widest dtype a shard stores (uint32)."""
     text, audio = spec.tokenizers.text, spec.tokenizers.audio
-    codes = math.prod(audio.levels) if isinstance(audio, FsqTokenizer) else \
-        audio.codebook if isinstance(audio, KmeansTokenizer) else 0
-    words = text.vocab if isinstance(text, BpeTokenizer) else 0
+    codes = math.prod(audio.levels) if isinstance(audio, ir.FsqTokenizer) else \
+        audio.codebook if isinstance(audio, ir.KmeansTokenizer) else 0
+    words = text.vocab if isinstance(text, ir.BpeTokenizer) else 0
     total = words + codes + MARKERS
     if total <= MAX_VOCAB:
         return
     where = ("tokenizers", "text", "vocab") if words >= codes else \
-        ("tokenizers", "audio", "levels" if isinstance(audio, FsqTokenizer) else "codebook")
+        ("tokenizers", "audio", "levels" if isinstance(audio, ir.FsqTokenizer) else "codebook")
     yield (where, f"a joint vocabulary of {total:,} ids (text {words:,} + audio codes {codes:,} + markers) does not "
            f"fit the widest token dtype (uint32: {MAX_VOCAB:,} ids)",
            "text vocabularies hold 32K-256K tokens and audio codebooks 1K-64K codes")
@@ -209,7 +199,7 @@ def check_ranges(low: Lowered) -> Iterator[Diagnostic]:
 
 def check_backends(low: Lowered) -> Iterator[Diagnostic]:
     for name, source in low.ir.sources.items():
-        if isinstance(source, AudioSource) and source.diarize.backend == "pyannote" and not source.diarize.model:
+        if isinstance(source, ir.AudioSource) and source.diarize.backend == "pyannote" and not source.diarize.model:
             yield error("backend.model", f"source '{name}': the pyannote diarizer needs a model",
                         low.span(("sources", name, "diarize")),
                         'add `model = "/path/to/pipeline"` (a local folder, or a hub id already in your cache)')
@@ -232,14 +222,14 @@ def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
     spec = low.ir
     text = spec.tokenizers.text
     used = {leaf.name for leaf in spec.mixture.leaves()}
-    if isinstance(text, BpeTokenizer) and not text.train_on and not any(
-            isinstance(s, TextSource) for s in spec.sources.values()):
+    if isinstance(text, ir.BpeTokenizer) and not text.train_on and not any(
+            isinstance(s, ir.TextSource) for s in spec.sources.values()):
         yield error("tokenizer.no-data", "the bpe text tokenizer has no text source to train on",
                     low.span(("tokenizers", "text")), "add a text source, or use `tokenizer text : tiktoken {}`")
     speech = [n for n in used if _kind_of(spec, n) in ("audio", "krist", "quest")]
     audio = spec.tokenizers.audio
-    if speech and isinstance(audio, FsqTokenizer) and not audio.train_on and not any(
-            isinstance(s, AudioSource) for s in spec.sources.values()) and not spec.generators:
+    if speech and isinstance(audio, ir.FsqTokenizer) and not audio.train_on and not any(
+            isinstance(s, ir.AudioSource) for s in spec.sources.values()) and not spec.generators:
         yield error("tokenizer.no-data", "the fsq audio tokenizer has no audio to train on",
                     low.span(("tokenizers", "audio")), "add an audio source, or load one with `: checkpoint`")
 

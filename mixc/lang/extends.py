@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from mixc.ir import Spec
+from mixc import ir
 from mixc.lang import schema
 from mixc.lang.diagnostics import Diagnostic, Sources, Span, SpecError, error
 from mixc.lang.syntax import Block, Extends, Field, Item, MixEntry, decode, parse
@@ -50,7 +50,7 @@ class SpecLoader:
         own = [i for i in spec.items if not isinstance(i, Extends)]
         parents = [i for i in spec.items if isinstance(i, Extends)]
         self.diags.extend(_placement(spec.items))
-        self.diags.extend(duplicates(own, Spec))
+        self.diags.extend(duplicates(own, ir.Spec))
         if not parents:
             return own
         parent = parents[0]
@@ -58,7 +58,7 @@ class SpecLoader:
         base = self.load(base_display, stack + (real,), parent.path.span)
         if base is None:
             return None
-        return merge(base, own, Spec)
+        return merge(base, own, ir.Spec)
 
 
 def _placement(items: tuple[Item, ...]) -> list[Diagnostic]:

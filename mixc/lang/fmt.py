@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel
 
-from mixc.ir import FilePath, Files, MixGroup, MixLeaf, Ref, Spec, Unit
+from mixc import ir
 from mixc.lang import schema, units
 from mixc.lang.syntax import (
     Block,
@@ -202,10 +202,10 @@ def format_spec(text: str, items: tuple[Item, ...], comments: tuple[Comment, ...
 # ------------------------------------------------------------------------------- IR -> spec text
 
 
-def _unit_text(value: Any, unit: Unit) -> str:
+def _unit_text(value: Any, unit: ir.Unit) -> str:
     return {
-        Unit.DURATION: units.format_duration, Unit.COUNT: units.format_count, Unit.PERCENT: units.format_percent,
-        Unit.FREQUENCY: units.format_hertz, Unit.BYTES: units.format_bytes, Unit.NUMBER: units.format_number,
+        ir.Unit.DURATION: units.format_duration, ir.Unit.COUNT: units.format_count, ir.Unit.PERCENT: units.format_percent,
+        ir.Unit.FREQUENCY: units.format_hertz, ir.Unit.BYTES: units.format_bytes, ir.Unit.NUMBER: units.format_number,
     }[unit](value)
 
 
@@ -223,11 +223,11 @@ def _scalar(value: Any, ann: Any) -> str:
             if _fits(value, option):
                 return text
         return _scalar(value, options[0])
-    if schema.marker(markers, Files) is not None:
+    if schema.marker(markers, ir.Files) is not None:
         return "[" + ", ".join(quote(v) for v in value) + "]"
-    if schema.marker(markers, FilePath) is not None:
+    if schema.marker(markers, ir.FilePath) is not None:
         return quote(value)
-    unit = schema.marker(markers, Unit)
+    unit = schema.marker(markers, ir.Unit)
     if unit is not None:
         return _unit_text(value, unit)
     if isinstance(value, bool):
@@ -241,7 +241,7 @@ def _scalar(value: Any, ann: Any) -> str:
             item_anns = (item_anns[0],) * len(value)
         return "[" + ", ".join(_scalar(v, a) for v, a in zip(value, item_anns)) + "]"
     if isinstance(value, str):
-        plain = schema.literal_values(base) is not None or schema.marker(markers, Ref) is not None
+        plain = schema.literal_values(base) is not None or schema.marker(markers, ir.Ref) is not None
         return value if plain and _bare(value) else quote(value)
     raise TypeError(f"cannot print {value!r}")
 
@@ -306,19 +306,19 @@ def _block_lines(head: str, model: BaseModel, depth: int) -> list[str]:
     return [f"{pad}{head} {{}}"] if not inner else [f"{pad}{head} {{", *inner, f"{pad}}}"]
 
 
-def _mixture_lines(group: MixGroup, depth: int) -> list[str]:
+def _mixture_lines(group: ir.MixGroup, depth: int) -> list[str]:
     pad = INDENT * depth
     lines = []
     for m in group.members:
         share = units.format_percent(m.share)
-        if isinstance(m, MixLeaf):
+        if isinstance(m, ir.MixLeaf):
             lines.append(f"{pad}{share} {m.name}")
         else:
             lines += [f"{pad}{share} {m.name} {{", *_mixture_lines(m, depth + 1), f"{pad}}}"]
     return lines
 
 
-def print_ir(spec: Spec, header: str | None = None) -> str:
+def print_ir(spec: ir.Spec, header: str | None = None) -> str:
     lines = [f"# {line}" for line in (header or "").splitlines()]
     body = _model_lines(spec, 0)
     body = [line for line in body if not line.startswith("version")]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from mixc.ir import MixGroup, Named, Replace, Variant
+from mixc import ir
 
 
 def split(ann: Any) -> tuple[Any, list]:
@@ -93,18 +93,18 @@ def _named_item(ann: Any) -> Any:
 def _slot(name: str, info) -> Slot:
     ann = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     base, markers = split(ann)
-    named = marker(markers, Named)
+    named = marker(markers, ir.Named)
     description = info.description
     if named is not None:
         item = _named_item(base)
         item_base, item_markers = split(item)
-        variant = marker(item_markers, Variant)
+        variant = marker(item_markers, ir.Variant)
         return Slot(name, named.word, ann, tuple(markers), "named", tuple(models_of(item)),
                     variant.field if variant else None, False, description)
-    if marker(markers, Replace) is not None and base is MixGroup:
-        return Slot(name, name, ann, tuple(markers), "mixture", (MixGroup,), None, False, description)
+    if marker(markers, ir.Replace) is not None and base is ir.MixGroup:
+        return Slot(name, name, ann, tuple(markers), "mixture", (ir.MixGroup,), None, False, description)
     models = models_of(ann)
-    variant = marker(markers, Variant)
+    variant = marker(markers, ir.Variant)
     if models and not (variant and variant.field == "mode"):  # call-valued variants are values
         return Slot(name, name, ann, tuple(markers), "block", tuple(models),
                     variant.field if variant else None, info.is_required(), description)

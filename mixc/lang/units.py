@@ -10,37 +10,37 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from mixc import ir
 from mixc.errors import SPEC, MixcError
-from mixc.ir import Unit
 
-_SCALES: dict[Unit, dict[str, Decimal]] = {
-    Unit.DURATION: {"ms": Decimal("0.001"), "s": Decimal(1), "min": Decimal(60), "h": Decimal(3600)},
-    Unit.COUNT: {"": Decimal(1), "K": Decimal(10) ** 3, "M": Decimal(10) ** 6, "B": Decimal(10) ** 9,
+_SCALES: dict[ir.Unit, dict[str, Decimal]] = {
+    ir.Unit.DURATION: {"ms": Decimal("0.001"), "s": Decimal(1), "min": Decimal(60), "h": Decimal(3600)},
+    ir.Unit.COUNT: {"": Decimal(1), "K": Decimal(10) ** 3, "M": Decimal(10) ** 6, "B": Decimal(10) ** 9,
                  "T": Decimal(10) ** 12},
-    Unit.PERCENT: {"%": Decimal("0.01")},
-    Unit.FREQUENCY: {"Hz": Decimal(1), "kHz": Decimal(1000)},
-    Unit.BYTES: {"": Decimal(1), "KB": Decimal(10) ** 3, "MB": Decimal(10) ** 6, "GB": Decimal(10) ** 9,
+    ir.Unit.PERCENT: {"%": Decimal("0.01")},
+    ir.Unit.FREQUENCY: {"Hz": Decimal(1), "kHz": Decimal(1000)},
+    ir.Unit.BYTES: {"": Decimal(1), "KB": Decimal(10) ** 3, "MB": Decimal(10) ** 6, "GB": Decimal(10) ** 9,
                  "TB": Decimal(10) ** 12, "KiB": Decimal(2) ** 10, "MiB": Decimal(2) ** 20,
                  "GiB": Decimal(2) ** 30, "TiB": Decimal(2) ** 40},
-    Unit.NUMBER: {"": Decimal(1), "%": Decimal("0.01")},
+    ir.Unit.NUMBER: {"": Decimal(1), "%": Decimal("0.01")},
 }
 
 FAMILY_NAMES = {
-    Unit.DURATION: "a duration",
-    Unit.COUNT: "a count",
-    Unit.PERCENT: "a percentage",
-    Unit.FREQUENCY: "a frequency",
-    Unit.BYTES: "a size in bytes",
-    Unit.NUMBER: "a plain number",
+    ir.Unit.DURATION: "a duration",
+    ir.Unit.COUNT: "a count",
+    ir.Unit.PERCENT: "a percentage",
+    ir.Unit.FREQUENCY: "a frequency",
+    ir.Unit.BYTES: "a size in bytes",
+    ir.Unit.NUMBER: "a plain number",
 }
 
 EXAMPLES = {
-    Unit.DURATION: "250ms, 1.5s, 2min, 1h",
-    Unit.COUNT: "512, 32K, 1.5B, 1.67T",
-    Unit.PERCENT: "60%",
-    Unit.FREQUENCY: "12.5Hz",
-    Unit.BYTES: "64MiB, 1GB",
-    Unit.NUMBER: "0.5",
+    ir.Unit.DURATION: "250ms, 1.5s, 2min, 1h",
+    ir.Unit.COUNT: "512, 32K, 1.5B, 1.67T",
+    ir.Unit.PERCENT: "60%",
+    ir.Unit.FREQUENCY: "12.5Hz",
+    ir.Unit.BYTES: "64MiB, 1GB",
+    ir.Unit.NUMBER: "0.5",
 }
 
 _QUANTITY = re.compile(r"^(-?[0-9][0-9_]*(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)([A-Za-z%]*)$")
@@ -66,7 +66,7 @@ class Parsed:
 def unit_word(word: str) -> str | None:
     """The unit suffix a word written apart from its number stands for ("seconds" -> "s", "MiB" ->
     "MiB"), or None when it is no unit."""
-    if any(word in scales for unit, scales in _SCALES.items() if unit is not Unit.NUMBER) and word:
+    if any(word in scales for unit, scales in _SCALES.items() if unit is not ir.Unit.NUMBER) and word:
         return word
     return _LOOKALIKES.get(word) or _LOOKALIKES.get(word.lower())
 
@@ -81,11 +81,11 @@ def parse_quantity(raw: str) -> Parsed:
         raise UnitError(f"'{raw}' is not a number") from None
 
 
-def family_of(suffix: str) -> Unit | None:
+def family_of(suffix: str) -> ir.Unit | None:
     """The family a unit suffix belongs to (a bare number counts as a plain number)."""
     if suffix == "":
-        return Unit.NUMBER
-    for unit in (Unit.DURATION, Unit.PERCENT, Unit.FREQUENCY, Unit.BYTES, Unit.COUNT):
+        return ir.Unit.NUMBER
+    for unit in (ir.Unit.DURATION, ir.Unit.PERCENT, ir.Unit.FREQUENCY, ir.Unit.BYTES, ir.Unit.COUNT):
         if suffix in _SCALES[unit]:
             return unit
     return None
@@ -99,7 +99,7 @@ def describe(raw: str) -> str:
     return f"{FAMILY_NAMES[fam]} '{raw}'" if fam else f"'{raw}'"
 
 
-def convert(raw: str, unit: Unit) -> Decimal:
+def convert(raw: str, unit: ir.Unit) -> Decimal:
     """The value of `raw` in the base unit of `unit` (seconds, items, fraction, Hz, bytes)."""
     parsed = parse_quantity(raw)
     scales = _SCALES[unit]
@@ -107,8 +107,8 @@ def convert(raw: str, unit: Unit) -> Decimal:
         return parsed.number * scales[parsed.suffix]
     expected = f"expected {FAMILY_NAMES[unit]} ({EXAMPLES[unit]})"
     if parsed.suffix == "":
-        unit_hint = {Unit.DURATION: f"add a unit: {raw}s or {raw}ms", Unit.PERCENT: f"write {raw}%",
-                     Unit.FREQUENCY: f"write {raw}Hz"}.get(unit)
+        unit_hint = {ir.Unit.DURATION: f"add a unit: {raw}s or {raw}ms", ir.Unit.PERCENT: f"write {raw}%",
+                     ir.Unit.FREQUENCY: f"write {raw}Hz"}.get(unit)
         raise UnitError(f"{expected}, found a bare number '{raw}'", unit_hint)
     fixed = _LOOKALIKES.get(parsed.suffix) or _LOOKALIKES.get(parsed.suffix.lower())
     if fixed and fixed in scales:

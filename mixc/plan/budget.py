@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from mixc.ir import AudioSource, MixGroup, MixLeaf, Spec
+from mixc import ir
 
 
-def leaf_shares(group: MixGroup, scale: float = 1.0) -> dict[str, float]:
+def leaf_shares(group: ir.MixGroup, scale: float = 1.0) -> dict[str, float]:
     """Each leaf's share of the whole budget: the product of the shares on its path."""
     out: dict[str, float] = {}
     for member in group.members:
         share = scale * member.share
-        if isinstance(member, MixLeaf):
+        if isinstance(member, ir.MixLeaf):
             out[member.name] = out.get(member.name, 0.0) + share
         else:
             for name, s in leaf_shares(member, share).items():
@@ -18,18 +18,18 @@ def leaf_shares(group: MixGroup, scale: float = 1.0) -> dict[str, float]:
     return out
 
 
-def leaf_groups(group: MixGroup, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+def leaf_groups(group: ir.MixGroup, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     """The group path of every leaf, e.g. {'web': ('speech',)}."""
     out: dict[str, tuple[str, ...]] = {}
     for member in group.members:
-        if isinstance(member, MixLeaf):
+        if isinstance(member, ir.MixLeaf):
             out[member.name] = path
         else:
             out.update(leaf_groups(member, path + (member.name,)))
     return out
 
 
-def total_tokens(spec: Spec) -> int | None:
+def total_tokens(spec: ir.Spec) -> int | None:
     """The budget in tokens: given directly, or steps x global batch x seq_len."""
     if spec.budget.tokens is not None:
         return spec.budget.tokens
@@ -38,7 +38,7 @@ def total_tokens(spec: Spec) -> int | None:
     return None
 
 
-def total_steps(spec: Spec) -> int | None:
+def total_steps(spec: ir.Spec) -> int | None:
     if spec.budget.steps is not None:
         return spec.budget.steps
     tokens = total_tokens(spec)
@@ -48,12 +48,12 @@ def total_steps(spec: Spec) -> int | None:
     return -(-tokens // per_step)
 
 
-def repeat_cap(spec: Spec, name: str) -> float | None:
+def repeat_cap(spec: ir.Spec, name: str) -> float | None:
     item = spec.sources.get(name) or spec.generators.get(name)
     return getattr(item, "max_repeats", None)
 
 
-def repeats_needed(spec: Spec, available: dict[str, float]) -> dict[str, float | None]:
+def repeats_needed(spec: ir.Spec, available: dict[str, float]) -> dict[str, float | None]:
     """How many passes over each leaf the budget needs, given its available tokens."""
     total = total_tokens(spec)
     out: dict[str, float | None] = {}
@@ -63,7 +63,7 @@ def repeats_needed(spec: Spec, available: dict[str, float]) -> dict[str, float |
     return out
 
 
-def has_speech(spec: Spec) -> bool:
+def has_speech(spec: ir.Spec) -> bool:
     """Whether any mixture leaf is speech (web audio or a generator): then the vocabulary has audio."""
     leaves = leaf_shares(spec.mixture)
-    return any(isinstance(spec.sources.get(n), AudioSource) or n in spec.generators for n in leaves)
+    return any(isinstance(spec.sources.get(n), ir.AudioSource) or n in spec.generators for n in leaves)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mixc import ir
 from mixc.audio import AUDIO_SUFFIXES
-from mixc.ir import AudioSource, HtmlSource, KristGenerator, Spec, Stochastic, TextSource
 from mixc.lang.workspace import expand
 
 DEFAULT_CHARS_PER_TOKEN = 4.0
@@ -106,7 +106,7 @@ def _format_of(path: Path, declared: str) -> str:
     return "jsonl" if name.endswith((".jsonl", ".json")) else "parquet" if name.endswith(".parquet") else "txt"
 
 
-def text_size(name: str, source: TextSource, root: Path) -> SourceSize:
+def text_size(name: str, source: ir.TextSource, root: Path) -> SourceSize:
     files = expand(root, source.files)
     total_chars = 0.0
     disk = 0
@@ -159,22 +159,22 @@ def audio_seconds(files: list[Path]) -> tuple[float, int]:
     return seconds, bad
 
 
-def audio_share(spec: Spec) -> float:
+def audio_share(spec: ir.Spec) -> float:
     sampling = spec.interleave.sampling
-    return sampling.p if isinstance(sampling, Stochastic) else 0.5
+    return sampling.p if isinstance(sampling, ir.Stochastic) else 0.5
 
 
-def frame_rate(spec: Spec) -> float:
+def frame_rate(spec: ir.Spec) -> float:
     """Audio tokens per second; a checkpoint tokenizer is assumed to run at the paper's 12.5 Hz."""
     return getattr(spec.tokenizers.audio, "frame_rate", 12.5)
 
 
-def speech_tokens_per_second(spec: Spec) -> float:
+def speech_tokens_per_second(spec: ir.Spec) -> float:
     share = audio_share(spec)
     return share * frame_rate(spec) + (1 - share) * TEXT_TOKENS_PER_SPEECH_SECOND
 
 
-def audio_size(name: str, source: AudioSource, spec: Spec, root: Path) -> SourceSize:
+def audio_size(name: str, source: ir.AudioSource, spec: ir.Spec, root: Path) -> SourceSize:
     files = [p for p in expand(root, source.files) if p.suffix.lower() in AUDIO_SUFFIXES]
     seconds, bad = audio_seconds(files) if files else (0.0, 0)
     rate = speech_tokens_per_second(spec)
@@ -182,7 +182,7 @@ def audio_size(name: str, source: AudioSource, spec: Spec, root: Path) -> Source
                       seconds * rate, f"{rate:.2f} tokens/s of audio")
 
 
-def generator_size(name: str, kind: str, pages: HtmlSource | None, spec: Spec, root: Path) -> SourceSize:
+def generator_size(name: str, kind: str, pages: ir.HtmlSource | None, spec: ir.Spec, root: Path) -> SourceSize:
     files = expand(root, pages.files) if pages else []
     disk = sum(p.stat().st_size for p in files)
     chars = disk * HTML_TEXT_RATIO * (1.0 if kind == "krist" else QUEST_TEXT_RATIO)
@@ -192,20 +192,20 @@ def generator_size(name: str, kind: str, pages: HtmlSource | None, spec: Spec, r
     return SourceSize(name, kind, len(files), disk, seconds, 0, tokens, "estimated from page bytes")
 
 
-def estimate(spec: Spec, root: Path, names: list[str] | None = None) -> dict[str, SourceSize]:
+def estimate(spec: ir.Spec, root: Path, names: list[str] | None = None) -> dict[str, SourceSize]:
     """Estimated tokens for every mixable source and generator (or just `names`)."""
     out: dict[str, SourceSize] = {}
     for name, source in spec.sources.items():
         if names is not None and name not in names:
             continue
-        if isinstance(source, TextSource):
+        if isinstance(source, ir.TextSource):
             out[name] = text_size(name, source, root)
-        elif isinstance(source, AudioSource):
+        elif isinstance(source, ir.AudioSource):
             out[name] = audio_size(name, source, spec, root)
     for name, gen in spec.generators.items():
         if names is not None and name not in names:
             continue
         pages = spec.sources.get(gen.pages)
-        kind = "krist" if isinstance(gen, KristGenerator) else "quest"
-        out[name] = generator_size(name, kind, pages if isinstance(pages, HtmlSource) else None, spec, root)
+        kind = "krist" if isinstance(gen, ir.KristGenerator) else "quest"
+        out[name] = generator_size(name, kind, pages if isinstance(pages, ir.HtmlSource) else None, spec, root)
     return out
