@@ -62,5 +62,5 @@ class MissingWeights(SetupError):
 
 
 class WorkerError(SetupError):
-    """A stage worker (a backend in an environment of its own) could not start, crashed or broke
-    the protocol; the message carries its stderr tail."""
+    """A stage's worker process died, or a backend's worker (in an environment of its own) could not
+    start, crashed or broke the protocol; the message says what it last reported."""

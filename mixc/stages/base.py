@@ -16,12 +16,16 @@ import resource
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from mixc import ir
-from mixc.errors import SPEC, MixcError
+from mixc.errors import SPEC, MixcError, WorkerError
 from mixc.hashing import file_digest
 from mixc.plan.dag import StageNode, resolve
 from mixc.stages.store import ItemStore
@@ -135,6 +139,21 @@ class Context:
 
     def inputs_of(self, *kinds: str) -> list[Path]:
         return [p for sid, p in sorted(self.inputs.items()) if sid.split(":")[0] in kinds]
+
+
+@contextmanager
+def process_pool(workers: int, initializer: Callable[..., None], initargs: tuple) -> Iterator[ProcessPoolExecutor]:
+    """`workers` spawned processes, each set up once by `initializer`. An exception a task raises
+    reaches the caller as itself (hint and all); a worker that dies (killed by the OS, often for lack
+    of memory) ends the stage with an error instead of hanging it."""
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=initializer,
+                                 initargs=initargs) as pool:
+            yield pool
+    except BrokenProcessPool:
+        raise WorkerError("a worker process died before finishing its work (killed by the operating system, "
+                          "most often for lack of memory)",
+                          "rerun with fewer --workers; everything finished so far is kept in the cache") from None
 
 
 def _cpu_seconds() -> float:

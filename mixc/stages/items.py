@@ -23,7 +23,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from mixc.audio import Interval
-from mixc.stages.base import Context, Declared, Stage, Stats
+from mixc.stages.base import Context, Declared, Stage, Stats, process_pool
 from mixc.stages.store import ItemStore
 
 AUDIO_KIND, AUDIO_SUFFIX = "ingest", ".flac"
@@ -101,8 +100,8 @@ _worker: dict[str, Any] = {}
 
 
 def _init(kind: str, config: Declared, threads: int, items_root: str, load_args: tuple) -> None:
-    """Worker set-up. The model loads on the first task, not here: an error raised in a pool's
-    initializer kills the worker and the pool starts another, forever; from a task it reaches us."""
+    """Worker set-up. The model loads on the first task, not here: an error raised in an initializer
+    breaks the whole pool without its message; raised from a task, it reaches us as itself."""
     from mixc.stages import REGISTRY
     _worker.clear()
     _worker.update(stage=REGISTRY[kind](), items=ItemStore(Path(items_root)), load=(config, threads, *load_args))
@@ -126,8 +125,8 @@ def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[lis
         yield lambda tasks: (_task(t) for t in tasks)
         _worker.clear()
         return
-    with get_context("spawn").Pool(workers, _init, args) as pool:
-        yield lambda tasks: pool.imap(_task, tasks)
+    with process_pool(workers, _init, args) as pool:
+        yield lambda tasks: pool.map(_task, tasks)
 
 
 # ------------------------------------------------------------------------------ the bases

@@ -13,13 +13,12 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from mixc.plan.vocab import TextVocab
-from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.base import Context, Stage, Stats, process_pool
 from mixc.stages.text import Documents
 from mixc.stages.tokenizer import VocabFile, load_codec
 
@@ -105,7 +104,7 @@ def _batches(folder: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:
 
 
 def _windows(items: Iterator, size: int) -> Iterator[list]:
-    """Bounded read-ahead: Pool.imap would pull the whole corpus into memory."""
+    """Bounded read-ahead: mapping the whole iterator at once would pull the corpus into memory."""
     while window := list(itertools.islice(items, size)):
         yield window
 
@@ -138,5 +137,5 @@ class TokenizeStage(Stage):
             _init_worker(str(tokenizer))
             yield lambda window: map(_encode, window)
             return
-        with get_context("spawn").Pool(workers, _init_worker, (str(tokenizer),)) as pool:
+        with process_pool(workers, _init_worker, (str(tokenizer),)) as pool:
             yield lambda window: pool.map(_encode, window)
