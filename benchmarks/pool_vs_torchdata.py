@@ -1,32 +1,44 @@
-"""Should mixc's hand-written process pools become `torchdata.nodes` pipelines? Today's pattern, measured
-against a `torchdata.nodes` replacement (torchdata 0.11), on two workloads shaped like mixc's:
+"""How mixc's process pools compare: mixc's pool today (`mixc.stages.base.process_pool`, a spawn
+`ProcessPoolExecutor`), the `multiprocessing.Pool` pattern it replaced, and a `torchdata.nodes`
+pipeline (torchdata 0.11, no longer a mixc dependency), on two workloads shaped like mixc's:
 
-- tokenize: as `mixc.stages.tokens.Tokenize`: documents read from a parquet file in batches of 256,
-  encoded by a Hugging Face byte-level BPE (trained here, 8K ids) in `--workers` spawned processes that
-  each load the tokenizer once, and written IN ORDER to a token stream (tokens.u32, offsets, doc ids).
-  Today: `Pool(spawn, initializer).map` over windows of 4 * workers batches (bounded read-ahead).
-  nodes: `ParallelMapper(IterableWrapper(batches), method="process", spawn, in_order=True)` with the
-  tokenizer loaded lazily on a worker's first batch (ParallelMapper has no initializer); and, as an
-  extra row, the same with method="thread" (one tokenizer shared by the threads, no processes).
+- tokenize: as `mixc.stages.tokens.TokenizeStage`: documents read from a parquet file in batches of
+  256, encoded by a Hugging Face byte-level BPE (trained here, 8K ids) in `--workers` spawned processes
+  that each load the tokenizer once, and written IN ORDER to a token stream (tokens.u32, offsets, doc
+  ids). The pools map over windows of 4 * workers batches (bounded read-ahead):
+    tok-executor      `process_pool(workers, init, args)` + `pool.map(_encode, window)` (mixc today);
+    tok-pool          `Pool(spawn, initializer).map(_encode, window)` (the previous pattern);
+    tok-nodes         `ParallelMapper(IterableWrapper(batches), method="process", spawn, in_order=True)`,
+                      the tokenizer loaded on a worker's first batch (ParallelMapper has no initializer);
+    tok-nodes-thread  the same with method="thread" (one tokenizer shared by threads, no processes).
   Run at 1x and 2x the corpus (`--mb`): cost should grow linearly. The outputs must be byte-identical.
 - items: as `mixc.stages.items.ItemStage.build_all`: `--items` recordings (30 s of 16 kHz noise, .npy);
-  each worker loads a "model" once, lazily on its first task (imports torch, builds a small conv net),
-  then per recording runs it and writes a result file; completion order does not matter.
-  Today: `Pool(spawn, initializer).imap`. nodes: `ParallelMapper(..., in_order=False)`.
-  Then the failure cases, each in a fresh process with a watchdog: one item raises an exception shaped
-  like mixc's StageError (message, hint, field; pickled by `__reduce__`), and one item's worker dies
-  (`os._exit`, as a segfault or the OOM killer would): is the error surfaced, how fast, as what, do
+  each worker loads a "model" once, on its first task (imports torch, builds a small conv net), then
+  per recording runs it and writes a result file:
+    items-executor    `process_pool(...)` + `pool.map(_task, tasks)` (mixc's `_runner` today);
+    items-pool        `Pool(spawn, initializer).imap` (the previous pattern);
+    items-nodes       `ParallelMapper(..., in_order=False)`.
+- failures, each in a fresh process with a watchdog (`--hang-limit`), for all three: one item raises
+  an exception shaped like mixc's StageError (message, hint, field; pickled by `__reduce__`), and one
+  item's worker dies (`os._exit`, as a segfault or the OOM killer would): is the error surfaced, as
+  what (mixc's pool should end with `mixc.errors.WorkerError`), how fast, are hint and field kept, do
   workers linger, does it hang?
 
 Every measurement runs in a fresh subprocess (so peak RSS is its own), interleaved, best of
-`--repeat`; wall times include importing torchdata (nodes rows), starting and initialising the
-workers, and shutting them down. `main RSS` is the measuring process's peak (ru_maxrss); `all RSS`
-is the peak of main + workers and `cpu s` their user + system seconds, sampled every 20 ms with
-psutil when it is installed (a sum of RSS counts shared library pages once per process, so it
-overstates memory when workers import torch: one such worker is ~580 MB RSS, ~270 MB USS).
-Ratios are nodes / Pool (above 1: nodes is slower / bigger).
+`--repeat`. Each of them imports mixc's pool module before its clock starts, whatever its row, as
+mixc's own process has it loaded (~0.4 s, ~95 MB); the worker functions are this script's, the same
+in every row, so only the pool differs (mixc's real workers also import mixc). Wall times include
+importing torchdata (nodes rows), starting and initialising the workers, and shutting them down.
+`main RSS` is the measuring process's peak (ru_maxrss); `all RSS` is the peak of main + workers and
+`cpu s` their user + system seconds, sampled every 20 ms with psutil when it is installed (a sum of
+RSS counts shared library pages once per process, so it overstates memory when workers import torch:
+one such worker is ~580 MB RSS, ~270 MB USS). Ratios are X / executor (the baseline, mixc's pool
+today; above 1: X is slower / bigger).
 
-    .venv/bin/python pool_vs_nodes.py [--mb 24] [--items 24] [--workers 2] [--repeat 3] [--hang-limit 20] [--json]
+torchdata is not in mixc's environment; uv adds it for the run, in an ephemeral layer:
+
+    cd /work/main && uv run --with torchdata==0.11.0 python benchmarks/pool_vs_torchdata.py \
+        [--mb 24] [--items 24] [--workers 2] [--repeat 3] [--hang-limit 20] [--keep DIR] [--json]
 
 It always exits 0; it is a benchmark, not a test.
 """
@@ -36,6 +48,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -47,6 +60,7 @@ import sys
 import tempfile
 import threading
 import time
+from importlib.metadata import version
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
@@ -250,8 +264,21 @@ class TokenWriter:
         return _digest(*(self.folder / n for n in ("tokens.u32", "offsets.npy", "doc_ids.npy")))
 
 
+def tokenize_executor(corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
+    """mixc's TokenizeStage.run today: process_pool (spawn ProcessPoolExecutor) + pool.map over windows."""
+    from mixc.stages.base import process_pool
+    writer = TokenWriter(out)
+    with process_pool(workers, _tok_init, (str(tok),)) as pool:
+        for window in _windows(_batches(corpus, BATCH_DOCS), 4 * workers):
+            for ids, arrays in pool.map(_encode, window):
+                for doc_id, array in zip(ids, arrays, strict=True):
+                    writer.add(doc_id, array)
+                mark()
+    return writer.close()
+
+
 def tokenize_pool(corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
-    """Today's Tokenize.run: spawn Pool + pool.map over bounded windows."""
+    """The previous pattern: spawn multiprocessing.Pool + pool.map over the same windows."""
     writer = TokenWriter(out)
     with get_context("spawn").Pool(workers, _tok_init, (str(tok),)) as pool:
         for window in _windows(_batches(corpus, BATCH_DOCS), 4 * workers):
@@ -349,8 +376,16 @@ def _item_nodes_task(init_args: tuple, task: tuple) -> None:
     _item_task(task)
 
 
+def items_executor(tasks: list[tuple], out: Path, workers: int, mark) -> None:
+    """mixc's _runner + build_all today: process_pool (spawn ProcessPoolExecutor) + pool.map."""
+    from mixc.stages.base import process_pool
+    with process_pool(workers, _item_init, (1, str(out))) as pool:
+        for _ in pool.map(_item_task, tasks):
+            mark()
+
+
 def items_pool(tasks: list[tuple], out: Path, workers: int, mark) -> None:
-    """Today's _runner + build_all: spawn Pool + imap."""
+    """The previous pattern: spawn multiprocessing.Pool + imap."""
     with get_context("spawn").Pool(workers, _item_init, (1, str(out))) as pool:
         for _ in pool.imap(_item_task, tasks):
             mark()
@@ -369,7 +404,13 @@ def items_nodes(tasks: list[tuple], out: Path, workers: int, mark) -> None:
 # ------------------------------------------------------------------------------ one measurement (child)
 
 
+TOKENIZE = {"tok-executor": tokenize_executor, "tok-pool": tokenize_pool, "tok-nodes": tokenize_nodes,
+            "tok-nodes-thread": functools.partial(tokenize_nodes, method="thread")}
+ITEMS = {"items-executor": items_executor, "items-pool": items_pool, "items-nodes": items_nodes}
+
+
 def child(args) -> dict:
+    import mixc.stages.base  # noqa: F401 (in every row, before the clock: mixc's own process has it loaded)
     peak = Peak()
     d = Path(args.dir)
     t0 = time.perf_counter()
@@ -380,22 +421,18 @@ def child(args) -> dict:
         out = d / f"out-{args.child}-{args.tag}"
         shutil.rmtree(out, ignore_errors=True)
         corpus = d / f"docs-{args.tag}.parquet"
-        if args.child == "tok-pool":
-            res["digest"] = tokenize_pool(corpus, d / "tokenizer.json", out, args.workers, mark)
-        else:
-            method = "thread" if args.child == "tok-nodes-thread" else "process"
-            res["digest"] = tokenize_nodes(corpus, d / "tokenizer.json", out, args.workers, mark, method)
+        res["digest"] = TOKENIZE[args.child](corpus, d / "tokenizer.json", out, args.workers, mark)
         shutil.rmtree(out, ignore_errors=True)
         import pyarrow.parquet as pq
         res["units"] = pq.ParquetFile(corpus).metadata.num_rows
     else:
-        kind, _, mode = args.child.partition(":")  # items-pool[:raise|:crash]
+        kind, _, mode = args.child.partition(":")  # items-executor[:raise|:crash]
         out = d / f"items-{kind}-{mode or 'ok'}"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         recs = sorted((d / "recordings").glob("*.npy"))
         tasks = [(str(p), p.stem, mode if (mode and i == 5) else "") for i, p in enumerate(recs)]
-        run = items_pool if kind == "items-pool" else items_nodes
+        run = ITEMS[kind]
         res["units"] = len(tasks)
         if not mode:
             run(tasks, out, args.workers, mark)
@@ -407,6 +444,7 @@ def child(args) -> dict:
             except BaseException as exc:  # noqa: BLE001
                 res["error_at_s"] = round(time.perf_counter() - t0, 2)
                 res["error"] = type(exc).__name__
+                res["hint"] = getattr(exc, "hint", None)
                 res["hint_kept"] = getattr(exc, "hint", None) == "re-encode it"
                 res["field_kept"] = getattr(exc, "field", None) == ("vad", "model")
                 res["message_first_line"] = str(exc).splitlines()[0] if str(exc) else ""
@@ -463,12 +501,15 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
-
-    import torchdata
-    print(f"python {sys.version.split()[0]}, torchdata {torchdata.__version__}, {os.cpu_count()} CPUs, "
-          f"{args.workers} workers, default start method {get_context().get_start_method()}, "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    d = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pool_vs_nodes-"))
+    if importlib.util.find_spec("torchdata") is None:
+        print("torchdata is not installed (it is no dependency of mixc); run with uv adding it:\n"
+              "    cd /work/main && uv run --with torchdata==0.11.0 python benchmarks/pool_vs_torchdata.py")
+        return
+    from mixc.stages.base import process_pool
+    print(f"python {sys.version.split()[0]}, torchdata {version('torchdata')}, torch {version('torch')}, "
+          f"{os.cpu_count()} CPUs, {args.workers} workers, mixc's pool: {process_pool.__module__}.process_pool, "
+          f"load average at the start {_load()}", flush=True)
+    d = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pool_vs_torchdata-"))
     d.mkdir(parents=True, exist_ok=True)
     script = Path(__file__).resolve()
     t = time.perf_counter()
@@ -484,14 +525,13 @@ def main() -> None:
     report: dict = {"tokenize": {}, "items": {}, "failures": {}}
 
     # interleave methods and sizes so that drift in the machine's load hits all alike; keep the fastest
-    tok_kinds = ("tok-pool", "tok-nodes", "tok-nodes-thread")
     runs: dict[tuple, list] = {}
     for _ in range(args.repeat):
         for tag in ("1x", "2x"):
-            for kind in tok_kinds:
-                run = spawn_child(script, kind, d, args.workers, tag)
-                runs.setdefault(("tokenize", f"{kind}/{tag}"), []).append(run)
-        for kind in ("items-pool", "items-nodes"):
+            for kind in TOKENIZE:
+                runs.setdefault(("tokenize", f"{kind}/{tag}"), []).append(spawn_child(script, kind, d, args.workers,
+                                                                                      tag))
+        for kind in ITEMS:
             runs.setdefault(("items", kind), []).append(spawn_child(script, kind, d, args.workers))
     for (section, key), rs in runs.items():
         ok = [r for r in rs if "wall_s" in r]
@@ -499,81 +539,101 @@ def main() -> None:
         b["walls"] = [round(r["wall_s"], 2) for r in ok]
         report[section][key] = b
     for mode in ("raise", "crash"):
-        for kind in ("items-pool", "items-nodes"):
+        for kind in ITEMS:
             report["failures"][f"{kind}:{mode}"] = spawn_child(script, f"{kind}:{mode}", d, args.workers,
                                                                limit=args.hang_limit)
 
     if args.json:
         print(json.dumps(report, indent=2))
+    print_report(report, args)
+    print(f"\nload average at the end {_load()}")
+    if not args.keep:
+        shutil.rmtree(d, ignore_errors=True)
 
-    def fmt(x, spec=".2f"):
-        return "-" if x is None else format(x, spec)
 
+def _load() -> str:
+    return "{:.2f} / {:.2f} / {:.2f} (1 / 5 / 15 min)".format(*os.getloadavg())
+
+
+def _fmt(x, spec=".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _ratio(a: dict, b: dict, key: str) -> str:
+    return f"{a[key] / b[key]:.2f}" if a.get(key) and b.get(key) else "-"
+
+
+def print_ratios(rows: dict, base: str, others: list[str], suffix: str = "") -> None:
+    """X / base for wall time, CPU seconds, main and all RSS; previous pattern and nodes against today's pool."""
+    b = rows.get(base + suffix, {})
+    for kind in others:
+        a = rows.get(kind + suffix, {})
+        if "wall_s" in a and "wall_s" in b:
+            print(f"ratio {kind} / {base}{suffix.replace('/', ', ')}: time {_ratio(a, b, 'wall_s')}, "
+                  f"cpu {_ratio(a, b, 'cpu_s')}, main RSS {_ratio(a, b, 'main_rss_mb')}, "
+                  f"all RSS {_ratio(a, b, 'all_rss_mb')}")
+
+
+def print_report(report: dict, args) -> None:
     print("\ntokenize (ordered output; docs/s over the whole run incl. start-up and shutdown)")
     print(f"{'method':<22}{'data':>5}{'docs':>9}{'wall s':>8}{'docs/s':>9}{'cpu s':>7}{'1st batch s':>12}"
           f"{'main RSS MB':>12}{'all RSS MB':>11}  digest            walls of all runs")
-    digests = {}
-    for key, r in report["tokenize"].items():
-        kind, tag = key.split("/")
-        if "wall_s" not in r:
-            print(f"{kind:<22}{tag:>5}  FAILED {r}")
-            continue
-        digests.setdefault(tag, set()).add(r["digest"])
-        print(f"{kind:<22}{tag:>5}{r['units']:>9}{r['wall_s']:>8.2f}{r['units'] / r['wall_s']:>9.0f}"
-              f"{fmt(r['cpu_s'], '.1f'):>7}{fmt(r['first_s']):>12}{r['main_rss_mb']:>12.0f}"
-              f"{fmt(r['all_rss_mb'], '.0f'):>11}  {r['digest']}  {r['walls']}")
+    tk, digests = report["tokenize"], {}
+    for tag in ("1x", "2x"):
+        for kind in TOKENIZE:
+            r = tk.get(f"{kind}/{tag}", {})
+            if "wall_s" not in r:
+                print(f"{kind:<22}{tag:>5}  FAILED {r}")
+                continue
+            digests.setdefault(tag, set()).add(r["digest"])
+            print(f"{kind:<22}{tag:>5}{r['units']:>9}{r['wall_s']:>8.2f}{r['units'] / r['wall_s']:>9.0f}"
+                  f"{_fmt(r['cpu_s'], '.1f'):>7}{_fmt(r['first_s']):>12}{r['main_rss_mb']:>12.0f}"
+                  f"{_fmt(r['all_rss_mb'], '.0f'):>11}  {r['digest']}  {r['walls']}")
     for tag, ds in digests.items():
         print(f"outputs {tag}: {'byte-identical across methods' if len(ds) == 1 else 'DIFFER: ' + str(ds)}")
-    tk = report["tokenize"]
     for tag in ("1x", "2x"):
-        for kind in tok_kinds[1:]:
-            a, b = tk.get(f"{kind}/{tag}", {}), tk.get(f"tok-pool/{tag}", {})
-            if "wall_s" in a and "wall_s" in b:
-                print(f"ratio {kind} / tok-pool, {tag}: time {a['wall_s'] / b['wall_s']:.2f}, "
-                      f"cpu {a['cpu_s'] / b['cpu_s']:.2f}, main RSS {a['main_rss_mb'] / b['main_rss_mb']:.2f}")
-    for kind in tok_kinds:
+        print_ratios(tk, "tok-executor", list(TOKENIZE)[1:], f"/{tag}")
+    for kind in TOKENIZE:
         a, b = tk.get(f"{kind}/2x", {}), tk.get(f"{kind}/1x", {})
         if "wall_s" in a and "wall_s" in b:
             extra = a["wall_s"] - b["wall_s"]
             marginal = f"{(a['units'] - b['units']) / extra:.0f}" if extra > 0 else "-"
             print(f"scaling {kind}: 2x / 1x wall = {a['wall_s'] / b['wall_s']:.2f} (linear, no fixed cost: 2.00), "
-                  f"cpu = {a['cpu_s'] / b['cpu_s']:.2f}, marginal {marginal} docs/s (the second 1x), "
+                  f"cpu = {_ratio(a, b, 'cpu_s')}, marginal {marginal} docs/s (the second 1x), "
                   f"main RSS 2x / 1x = {a['main_rss_mb'] / b['main_rss_mb']:.2f} (flat: 1.00)")
 
     print("\nper-item (completion order free; wall incl. spawning workers and loading the model in each)")
-    print(f"{'method':<14}{'items':>6}{'wall s':>8}{'items/s':>9}{'cpu s':>7}{'1st item s':>11}{'main RSS MB':>12}"
+    print(f"{'method':<16}{'items':>6}{'wall s':>8}{'items/s':>9}{'cpu s':>7}{'1st item s':>11}{'main RSS MB':>12}"
           f"{'all RSS MB':>11}  digest            walls of all runs")
     it = report["items"]
-    for kind, r in it.items():
+    for kind in ITEMS:
+        r = it.get(kind, {})
         if "wall_s" not in r:
-            print(f"{kind:<14}  FAILED {r}")
+            print(f"{kind:<16}  FAILED {r}")
             continue
-        print(f"{kind:<14}{r['units']:>6}{r['wall_s']:>8.2f}{r['units'] / r['wall_s']:>9.2f}"
-              f"{fmt(r['cpu_s'], '.1f'):>7}{fmt(r['first_s']):>11}"
-              f"{r['main_rss_mb']:>12.0f}{fmt(r['all_rss_mb'], '.0f'):>11}  {r['digest']}  {r['walls']}")
-    if all("wall_s" in r for r in it.values()):
-        same = it["items-pool"]["digest"] == it["items-nodes"]["digest"]
-        print(f"results {'byte-identical' if same else 'DIFFER'}; ratio items-nodes / items-pool: time "
-              f"{it['items-nodes']['wall_s'] / it['items-pool']['wall_s']:.2f}, cpu "
-              f"{it['items-nodes']['cpu_s'] / it['items-pool']['cpu_s']:.2f}")
+        print(f"{kind:<16}{r['units']:>6}{r['wall_s']:>8.2f}{r['units'] / r['wall_s']:>9.2f}"
+              f"{_fmt(r['cpu_s'], '.1f'):>7}{_fmt(r['first_s']):>11}"
+              f"{r['main_rss_mb']:>12.0f}{_fmt(r['all_rss_mb'], '.0f'):>11}  {r['digest']}  {r['walls']}")
+    ds = {r["digest"] for r in it.values() if "digest" in r}
+    print(f"results {'byte-identical across methods' if len(ds) == 1 else 'DIFFER: ' + str(ds)}")
+    print_ratios(it, "items-executor", list(ITEMS)[1:])
 
-    print(f"\nfailures (item 5 of {args.items} raises ItemError(message, hint, field) / its worker calls os._exit)")
+    print(f"\nfailures (item 5 of {args.items} raises ItemError(message, hint, field) / its worker calls os._exit; "
+          f"a run still going after {args.hang_limit:g}s counts as hung)")
     for key, r in report["failures"].items():
         if r.get("hung"):
-            print(f"{key:<20} HUNG: no error, no exit; killed after {r['killed_after_s']}s")
+            print(f"{key:<22} HUNG: no error, no exit; killed after {r['killed_after_s']}s")
         elif "failed" in r:
-            print(f"{key:<20} child failed rc={r['failed']}: {r['stderr'][-300:]}")
+            print(f"{key:<22} child failed rc={r['failed']}: {r['stderr'][-300:]}")
         elif r.get("error") is None:
-            print(f"{key:<20} no error surfaced; run finished in {r['wall_s']:.1f}s")
+            print(f"{key:<22} no error surfaced; run finished in {r['wall_s']:.1f}s")
         else:
-            print(f"{key:<20} {r['error']} after {r['error_at_s']}s; hint kept {r['hint_kept']}, field kept "
-                  f"{r['field_kept']}; message ({r['message_chars']} chars) starts {r['message_first_line']!r}; "
-                  f"workers alive in except: {r['workers_alive_in_except']}, 2 s after: "
-                  f"{r['workers_alive_2s_later']}; results written at error {r['files_at_error']}, "
-                  f"2 s later {r['files_2s_later']}")
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
-    if not args.keep:
-        shutil.rmtree(d, ignore_errors=True)
+            kept = (f"hint kept {r['hint_kept']}, field kept {r['field_kept']}" if key.endswith(":raise")
+                    else f"hint {r['hint']!r}")
+            print(f"{key:<22} {r['error']} after {r['error_at_s']}s; {kept}; message ({r['message_chars']} chars) "
+                  f"starts {r['message_first_line'][:80]!r}; workers alive in except: "
+                  f"{r['workers_alive_in_except']}, 2 s after: {r['workers_alive_2s_later']}; results written at "
+                  f"error {r['files_at_error']}, 2 s later {r['files_2s_later']}")
 
 
 if __name__ == "__main__":
