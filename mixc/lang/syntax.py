@@ -105,7 +105,8 @@ class Comment:
 
 
 @dataclass(frozen=True)
-class Spec:
+class SpecFile:
+    """One parsed .mix file: its items (the AST, every node with its span), its text and comments."""
     path: str
     text: str
     items: tuple[Item, ...]
@@ -448,7 +449,7 @@ def decode(path: str, data: bytes) -> str:
                                _point(path, line, col), "is this a binary file? a .mix spec is UTF-8 text")])
 
 
-def parse(text: str, path: str = "<spec>") -> Spec:
+def parse(text: str, path: str = "<spec>") -> SpecFile:
     """Parse spec text into an AST; raises SpecError with one located diagnostic on bad syntax."""
     comments: list[Comment] = []
 
@@ -460,7 +461,7 @@ def parse(text: str, path: str = "<spec>") -> Spec:
     except UnexpectedInput as exc:
         raise SpecError([syntax_error(path, text, exc)]) from None
     items = _ToAst(path).transform(tree)
-    return Spec(path, text, tuple(items), tuple(comments))
+    return SpecFile(path, text, tuple(items), tuple(comments))
 
 
 class _CommentSink:
@@ -481,6 +482,6 @@ def _parse_tree(text: str, keep):
         _CommentSink.current = None
 
 
-def parse_file(path: str | Path) -> Spec:
+def parse_file(path: str | Path) -> SpecFile:
     p = Path(path)
     return parse(decode(str(path), p.read_bytes()), str(path))
