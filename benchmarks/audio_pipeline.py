@@ -172,7 +172,8 @@ def print_table(r: dict) -> None:
     q = r["quality_fine"]
     print("quality                          value   target")
     print(f"  DER (+-0.25 s collar)          {q['der']:.3f}   <= 0.10  (worst recording {q['der_max']:.3f})")
-    print(f"  speaker count right            {q['speaker_count_accuracy']:.1%}   >= 90%  ({q['recordings']} recordings)")
+    print(f"  speaker count right            {q['speaker_count_accuracy']:.1%}   >= 90%  "
+          f"({q['recordings']} recordings)")
     print(f"  WER (tiny.en)                  {q['wer']:.3f}   <= 0.20")
     print(f"  changes with a cut <= 0.3 s    {q['boundary_recall']:.1%}   >= 90%  ({q['true_changes']} changes)")
     print(f"speed{'':<26}{'wall s':>8}{'CPU s':>8}{'xRT':>9}{'xRT/core':>10}")

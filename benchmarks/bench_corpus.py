@@ -20,8 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-FUNCTION_WORDS = ["the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their", "has", "would", "when", "if", "so", "no", "will", "more", "can", "who", "its", "out", "into", "about", "than", "them", "only", "other", "time", "new", "some", "could", "these", "two", "may", "first", "then", "do", "any", "like", "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used", "take", "three"]
-ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gr", "pl", "pr", "sh", "sl", "sp", "st", "str", "th", "tr"]
+FUNCTION_WORDS = ["the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
+                  "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you",
+                  "were", "her", "she", "there", "been", "one", "all", "we", "their", "has", "would", "when", "if",
+                  "so", "no", "will", "more", "can", "who", "its", "out", "into", "about", "than", "them", "only",
+                  "other", "time", "new", "some", "could", "these", "two", "may", "first", "then", "do", "any", "like",
+                  "my", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after", "also", "did",
+                  "many", "before", "must", "through", "back", "years", "where", "much", "your", "way", "well", "down",
+                  "should", "because", "each", "just", "those", "people", "how", "too", "little", "state", "good",
+                  "very", "make", "world", "still", "own", "see", "men", "work", "long", "get", "here", "between",
+                  "both", "life", "being", "under", "never", "day", "same", "another", "know", "while", "last", "might",
+                  "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right", "used",
+                  "take", "three"]
+ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "bl", "br", "ch",
+          "cl", "cr", "dr", "fl", "fr", "gr", "pl", "pr", "sh", "sl", "sp", "st", "str", "th", "tr"]
 NUCLEI = ["a", "e", "i", "o", "u", "ai", "ea", "ee", "io", "ou", "oo", "ie"]
 CODAS = [""] * 6 + ["n", "r", "s", "t", "l", "m", "nd", "nt", "st", "rs", "ng", "ck"]
 LEXICON = 60_000
@@ -34,8 +46,9 @@ def lexicon(seed: int = 12345) -> list[str]:
         if rng.random() < 0.02:
             word = str(int(rng.integers(0, 10 ** int(rng.integers(1, 5)))))
         else:
+            syllables = int(rng.choice(3, p=[0.45, 0.4, 0.15])) + 1
             word = "".join(ONSETS[rng.integers(len(ONSETS))] + NUCLEI[rng.integers(len(NUCLEI))]
-                           + CODAS[rng.integers(len(CODAS))] for _ in range(int(rng.choice(3, p=[0.45, 0.4, 0.15])) + 1))
+                           + CODAS[rng.integers(len(CODAS))] for _ in range(syllables))
         if word not in seen:
             seen.add(word)
             words.append(word)
@@ -155,7 +168,9 @@ def fsync_tree(folder: Path) -> None:
 
 
 def tree_bytes(folder: Path) -> int:
-    return folder.stat().st_size if folder.is_file() else sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if folder.is_file():
+        return folder.stat().st_size
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def disk_write(path: Path, size: int, block: int = 8 << 20) -> float:

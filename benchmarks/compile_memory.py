@@ -94,9 +94,9 @@ def run_compile(root: Path, workers: int, interval: float) -> dict:
     cmd = compile_command() + ["compile", "spec.mix", "--out", "out", "--workers", str(workers),
                                "--cache-dir", str(cache), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "MIXC_CACHE"}
-    log = open(root / "compile.log", "w")
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(root / "compile.log", "w") as log:  # the compile writes to its own copy of the file
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
     peak = {"rss": 0, "anon": 0, "procs": 0, "stage": ""}
     stages: dict[str, dict] = {}
     last = 0.0
@@ -121,13 +121,13 @@ def run_compile(root: Path, workers: int, interval: float) -> dict:
         time.sleep(interval)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
-    log.close()
     if proc.returncode:
         tail = (root / "compile.log").read_text()[-3000:]
         raise SystemExit(f"mixc compile failed ({proc.returncode}) in {root}:\n{tail}")
     plan = json.loads((root / "out" / "plan.json").read_text())
     return {"seconds": seconds, "peak_rss": peak["rss"], "peak_anon": peak["anon"], "peak_stage": peak["stage"],
-            "peak_procs": peak["procs"], "peak_per_process": peak.get("per_process", []), "max_hwm": usage.ru_maxrss * 1024, "stages": stages,
+            "peak_procs": peak["procs"], "peak_per_process": peak.get("per_process", []),
+            "max_hwm": usage.ru_maxrss * 1024, "stages": stages,
             "tokens": sum(s["tokens"] for s in plan["streams"]),
             "samples": sum(s["samples"] for s in plan["streams"])}
 
@@ -140,7 +140,8 @@ def measure(sizes: list[float], file_mb: float, workers: int, interval: float, k
             root = base / f"gb{gb:g}"
             write_spec(root, vocab="32K", sample="100MB", seq_len=2048)
             spec = root / "spec.mix"
-            spec.write_text(spec.read_text().replace('files = "data/*.jsonl"', 'files = "data/*.jsonl"\n  dedup = true'))
+            with_dedup = spec.read_text().replace('files = "data/*.jsonl"', 'files = "data/*.jsonl"\n  dedup = true')
+            spec.write_text(with_dedup)
             start = time.perf_counter()
             files, docs = write_jsonl_corpus(root / "data", int(gb * 1e9), int(file_mb * 1e6))
             generate = time.perf_counter() - start

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,12 @@ def run(root: Path, spec, dag, sid: str, inputs: dict[str, Path], out: Path):
     return REGISTRY[dag[sid].kind]()(Context(spec, dag[sid], inputs, out, root))
 
 
+def run_path(stats: dict, root: Path, spec, dag, name: str, first: str, inputs: dict[str, Path], second: str) -> None:
+    """One path: its first stage, then `second` (pack) on that stage's output; both stats into `stats`."""
+    stats["first"] = run(root, spec, dag, first, inputs, root / f"{name}-1")
+    stats["pack"] = run(root, spec, dag, second, {first: root / f"{name}-1"}, root / f"{name}-2")
+
+
 def measure(docs: int, repeat: int) -> dict:
     from mixc.lang.lower import load
     from mixc.plan.dag import stages
@@ -119,12 +126,8 @@ def measure(docs: int, repeat: int) -> dict:
         paths = {"text path": ("tokenize:text", {"dedup:text": tmp / "read", **tok}, "pack:text"),
                  "speech path": ("interleave:web", {"encode:web": tmp / "encode", **tok}, "pack:web")}
         for name, (first, inputs, second) in paths.items():
-            stats = {}
-
-            def both() -> None:
-                stats["first"] = run(tmp, spec, dag, first, inputs, tmp / f"{name}-1")
-                stats["pack"] = run(tmp, spec, dag, second, {first: tmp / f"{name}-1"}, tmp / f"{name}-2")
-            seconds = best_of(repeat, both)
+            stats: dict = {}
+            seconds = best_of(repeat, partial(run_path, stats, tmp, spec, dag, name, first, inputs, second))
             tokens = stats["pack"].counts["tokens"]
             rows[name] = {"seconds": seconds, "tokens": tokens, "mtok_per_s": tokens / seconds / 1e6,
                           "first_s": stats["first"].seconds, "pack_s": stats["pack"].seconds,

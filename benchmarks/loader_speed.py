@@ -71,10 +71,9 @@ def bare_batches_per_sec(root: Path, batch: int) -> float:
     dataset = StreamingDataset(streams=[Stream(local=str(root / n)) for n in STREAMS], batch_size=batch,
                                shuffle=True)
     try:
-        start, n = time.perf_counter(), 0
-        for n, _ in enumerate(dataset, start=1):
-            pass
-        return n / batch / (time.perf_counter() - start)
+        start = time.perf_counter()
+        samples = sum(1 for _ in dataset)
+        return samples / batch / (time.perf_counter() - start)
     finally:
         release(dataset)
 
@@ -82,10 +81,9 @@ def bare_batches_per_sec(root: Path, batch: int) -> float:
 def runtime_batches_per_sec(plan: TrainingPlan, root: Path, batch: int) -> float:
     dataset = build_dataset(plan, root, batch)
     try:
-        start, n = time.perf_counter(), 0
-        for n, _ in enumerate(build_loader(dataset, batch), start=1):
-            pass
-        return n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        batches = sum(1 for _ in build_loader(dataset, batch))
+        return batches / (time.perf_counter() - start)
     finally:
         release(dataset)
 

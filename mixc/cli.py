@@ -109,8 +109,8 @@ def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts), err=fmt == "json")
         sys.exit(1)
-    scanned = None if no_sizes else sizes.estimate(low.ir, low.root)
-    result = overview(low.ir, graph(low.ir), scanned)
+    scanned = None if no_sizes else sizes.estimate(low.spec, low.root)
+    result = overview(low.spec, graph(low.spec), scanned)
     cached = None if no_sizes else _cache_preview(low, result.graph, cache_dir)
     click.echo(json.dumps(plan_json(spec, result, cached), indent=2) if fmt == "json"
                else plan_text(spec, result, cached))
@@ -124,7 +124,7 @@ def _cache_preview(low, stages, cache_dir: Path | None) -> dict[str, bool] | Non
     if not root.is_dir():
         return None
     from mixc.build.execute import Executor
-    return Executor(low.ir, low.root, Cache(root, create=False)).preview(stages)
+    return Executor(low.spec, low.root, Cache(root, create=False)).preview(stages)
 
 
 @cli.command()
@@ -148,7 +148,7 @@ def diff(a: str, b: str, fmt: str) -> None:
             click.echo(render_all(diags, low.texts))
             sys.exit(1)
         lows.append(low)
-    result = spec_diff(lows[0].ir, lows[1].ir, graph(lows[0].ir), graph(lows[1].ir))
+    result = spec_diff(lows[0].spec, lows[1].spec, graph(lows[0].spec), graph(lows[1].spec))
     if fmt == "json":
         click.echo(json.dumps({"a": a, "b": b, **result.to_json()}, indent=2, default=str))
     else:
@@ -334,8 +334,8 @@ def _print_resolved(files: list[str], print_ir) -> None:
         if _has_errors(diags):
             click.echo(render_all(diags, low.texts))
             sys.exit(1)
-        header = f"{path}, resolved (ir {low.ir.content_hash()})\npaths are relative to {low.root}"
-        click.echo(print_ir(low.ir, header), nl=False)
+        header = f"{path}, resolved (ir {low.spec.content_hash()})\npaths are relative to {low.root}"
+        click.echo(print_ir(low.spec, header), nl=False)
 
 
 def report_error(exc: Exception) -> int:

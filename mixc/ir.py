@@ -19,11 +19,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-IR_VERSION = 1
+IR_VERSION: Final = 1
 
 IrPath = tuple[str, ...]  # a place in the IR: ("sources", "web", "vad", "threshold")
 
@@ -122,8 +122,10 @@ class Asr(Node):
     batch: int = 8
     beam: int = 5
     device: Literal["cpu", "cuda"] = "cpu"
-    compute_type: str | None = Field(None, description="CTranslate2 compute type; default: int8 on cpu, float16 on cuda")
-    align_model: str | None = Field(None, description="whisperx: the alignment model; default: whisperx's for the language")
+    compute_type: str | None = Field(
+        None, description="CTranslate2 compute type; default: int8 on cpu, float16 on cuda")
+    align_model: str | None = Field(
+        None, description="whisperx: the alignment model; default: whisperx's for the language")
 
 
 class Filters(Node):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,8 +19,8 @@ from mixc.errors import DataError
 RECOMPILE = "recompile with `mixc compile SPEC --out DIR`"
 MAX_VOCAB = 1 << 32  # token ids the widest dtype a shard stores (uint32) holds
 
-PLAN_SCHEMA = "mixc.plan/1"
-LOCK_SCHEMA = "mixc.lock/1"
+PLAN_SCHEMA: Final = "mixc.plan/1"
+LOCK_SCHEMA: Final = "mixc.lock/1"
 
 
 class _Model(BaseModel):

@@ -55,8 +55,8 @@ class SpeechLMComposer(ComposerModel):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
-        self.eval_metrics = {"LanguageCrossEntropy": LanguageCrossEntropy(),
-                             "LanguagePerplexity": LanguagePerplexity()}
+        self.eval_metrics: dict[str, Metric] = {"LanguageCrossEntropy": LanguageCrossEntropy(),
+                                                "LanguagePerplexity": LanguagePerplexity()}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.model(batch["tokens"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,9 @@ from torch import Tensor, nn
 
 from mixc.errors import SetupError
 from mixc.planfile import TrainingPlan
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -188,17 +192,17 @@ class SpeechLM(nn.Module):
 class BackboneLM(nn.Module):
     """A Hugging Face causal LM behind the SpeechLM interface: tokens -> logits."""
 
-    def __init__(self, hf: nn.Module) -> None:
+    def __init__(self, hf: PreTrainedModel) -> None:
         super().__init__()
         self.hf = hf
-        config = hf.config  # type: ignore[attr-defined]
+        config = hf.config
         self.n_layers: int = config.num_hidden_layers
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.attn_dim: int = config.num_attention_heads * head_dim
         self._block_types = frozenset(getattr(hf, "_no_split_modules", None) or ())
 
     def input_embedding(self) -> nn.Embedding:
-        return self.hf.get_input_embeddings()  # type: ignore[operator]
+        return _input_table(self.hf)
 
     def fsdp_wrap_fn(self, module: nn.Module) -> bool:
         """Shard the decoder layers (the classes the HF model marks as not to be split)."""
@@ -206,6 +210,11 @@ class BackboneLM(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.hf(input_ids=tokens, use_cache=False).logits
+
+
+def _input_table(hf: PreTrainedModel) -> nn.Embedding:
+    """A causal LM's input embedding table (transformers types it as any nn.Module)."""
+    return cast(nn.Embedding, hf.get_input_embeddings())
 
 
 def _missing_backbone_part(path: Path) -> str | None:
@@ -247,13 +256,13 @@ def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
     except (OSError, ValueError, KeyError) as err:
         raise BackboneError(f"backbone {path}: cannot load it as a causal LM: {err}",
                             "a backbone is a local Hugging Face causal LM saved with save_pretrained") from err
-    old = hf.get_input_embeddings().num_embeddings
+    old = _input_table(hf).num_embeddings
     if vocab_size < old:
         raise BackboneError(f"backbone {path}: its vocabulary ({old}) is larger than the plan's joint "
                             f"vocabulary ({vocab_size})", "the text tokenizer must be the backbone's: "
                             "`tokenizer text : file { path = \"BACKBONE/tokenizer.json\" }`, then recompile")
     hf.resize_token_embeddings(vocab_size, mean_resizing=False)
-    embed, head = hf.get_input_embeddings().weight, hf.get_output_embeddings()
+    embed, head = _input_table(hf).weight, hf.get_output_embeddings()
     xavier_rows_(embed, old)
     if head is not None and head.weight is not embed:
         xavier_rows_(head.weight, old)
@@ -286,6 +295,8 @@ def flops_per_token(model_or_config: nn.Module | ModelConfig, seq_len: int) -> f
         n, layers, width = cfg.num_params(embedding=False), cfg.n_layers, cfg.n_heads * cfg.head_dim
     else:
         lm = getattr(model_or_config, "model", model_or_config)  # the Composer wrapper holds the LM
+        if not isinstance(lm, (SpeechLM, BackboneLM)):
+            raise TypeError(f"cannot count the FLOPs of a {type(lm).__name__}")
         # remove_duplicate=False: a tied table is counted twice (lookup + head matmul), then once removed
         params = lm.named_parameters(remove_duplicate=False)
         n = sum(p.numel() for _, p in params) - lm.input_embedding().weight.numel()

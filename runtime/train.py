@@ -124,7 +124,8 @@ def resolve_duration(max_duration: str | int | None, steps: int) -> str:
         Time.from_timestring(text)
     except ValueError:
         raise UsageError(f"--max-duration {text!r} is not a duration Composer reads",
-                         "write a number and a unit: 20ba (batches), 2ep (epochs), 1000sp (samples), 100000tok (tokens)") from None
+                         "write a number and a unit: 20ba (batches), 2ep (epochs), 1000sp (samples), "
+                         "100000tok (tokens)") from None
     return text
 
 
@@ -154,7 +155,8 @@ def build_optimizer(model: nn.Module, opt: OptimizerPlan) -> torch.optim.AdamW:
     """AdamW; weight decay only on matmul weights. Norm gains and embedding rows are not decayed:
     pulling them toward zero shrinks scales and rarely-seen tokens (new audio codes) for no benefit."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
@@ -278,7 +280,9 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
     if int(trainer.state.timestamp.batch):
         say(f"resuming from step {int(trainer.state.timestamp.batch)} ({latest_checkpoint(checkpoints)})")
     try:
-        if trainer.state.get_elapsed_duration() < 1:  # Composer refuses to fit a finished run
+        elapsed = trainer.state.get_elapsed_duration()
+        assert elapsed is not None, "build_trainer sets a max_duration"
+        if elapsed < 1:  # Composer refuses to fit a finished run
             trainer.fit()
         else:
             say(f"the run already reached {trainer.state.max_duration}; nothing to train")

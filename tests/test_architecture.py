@@ -42,7 +42,8 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             found |= {f"{base}.{a.name}" if is_module(f"{base}.{a.name}") else base for a in node.names}
     return {m for m in found if m.split(".")[0] in ("mixc", "runtime")}
 

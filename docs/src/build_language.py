@@ -14,13 +14,28 @@ REPO = HERE.parent.parent
 ERR = REPO / "tests/golden/errors"
 
 GROUPS = [
-    ("syntax_", "Syntax", "The lexer and parser: malformed tokens, missing or extra delimiters, misplaced keywords and non-text input. Parsing stops at the first syntax error in a file."),
-    ("extends_", "`extends`", "Composition: where `extends` may appear, how often, and whether the base spec exists and does not lead back to the spec itself."),
-    ("name_", "Names", "Lowering against the schema: unknown or duplicated fields, blocks, kinds, tokenizers and arguments, fields written as blocks and the reverse, missing names, kinds and required fields, and references to sources that do not exist or have the wrong kind."),
-    ("value_", "Values", "The type of a value: booleans, strings, choices (including backends), fixed-length lists, paths and call-valued fields."),
-    ("unit_", "Units", "Quantities: a missing, unknown or wrong-family unit suffix, a share without `%`, and a fractional value where a whole number is needed."),
-    ("mixture_", "Mixture", "The mixture tree: missing mixture, non-entries inside it, shares that do not add up to 100% or are 0%, leaves that appear twice and groups named like a source."),
-    ("check_", "Semantic checks", "Checks on the complete IR: value ranges, repeat caps, sampling probability, backend requirements, tokenizer training data, the budget, files on disk and sources left out of the mixture."),
+    ("syntax_", "Syntax",
+     "The lexer and parser: malformed tokens, missing or extra delimiters, misplaced keywords and non-text input. "
+     "Parsing stops at the first syntax error in a file."),
+    ("extends_", "`extends`",
+     "Composition: where `extends` may appear, how often, and whether the base spec exists and does not lead back to "
+     "the spec itself."),
+    ("name_", "Names",
+     "Lowering against the schema: unknown or duplicated fields, blocks, kinds, tokenizers and arguments, fields "
+     "written as blocks and the reverse, missing names, kinds and required fields, and references to sources that do "
+     "not exist or have the wrong kind."),
+    ("value_", "Values",
+     "The type of a value: booleans, strings, choices (including backends), fixed-length lists, paths and call-valued "
+     "fields."),
+    ("unit_", "Units",
+     "Quantities: a missing, unknown or wrong-family unit suffix, a share without `%`, and a fractional value where a "
+     "whole number is needed."),
+    ("mixture_", "Mixture",
+     "The mixture tree: missing mixture, non-entries inside it, shares that do not add up to 100% or are 0%, leaves "
+     "that appear twice and groups named like a source."),
+    ("check_", "Semantic checks",
+     "Checks on the complete IR: value ranges, repeat caps, sampling probability, backend requirements, tokenizer "
+     "training data, the budget, files on disk and sources left out of the mixture."),
 ]
 
 HELPER_NOTES = {
@@ -38,8 +53,8 @@ def mix_block(path: pathlib.Path) -> str:
             raise UnicodeDecodeError("utf-8", b"", 0, 1, "control")
         return "```mix\n" + text + ("" if text.endswith("\n") else "\n") + "```\n"
     except UnicodeDecodeError:
-        return ("The file cannot be shown as text (that is the point of the case); its bytes, as a Python literal:\n\n```python\n"
-                + repr(data) + "\n```\n")
+        return ("The file cannot be shown as text (that is the point of the case); its bytes, as a Python literal:"
+                "\n\n```python\n" + repr(data) + "\n```\n")
 
 
 def errors_section() -> str:

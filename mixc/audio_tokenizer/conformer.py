@@ -16,11 +16,12 @@ from torch import nn
 DOWNSAMPLE_STAGES = 3  # 2 ** 3 = 8: 100 Hz mel frames -> 12.5 Hz tokens
 
 
-def _init_relu_conv(conv: nn.Module) -> nn.Module:
+def _init_relu_conv(conv: nn.Conv1d | nn.ConvTranspose1d) -> nn.Module:
     """He-normal weights so a stack of GELU convs keeps its activation scale (PyTorch's default
     init shrinks it about 3x per layer, which starved the encoder of gradient), zero bias."""
     nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
     return conv
 
 

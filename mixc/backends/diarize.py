@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,10 @@ def embedding_revision() -> str:
     resemblyzer (which imports torch and librosa)."""
     from importlib.util import find_spec
 
-    weights = Path(find_spec("resemblyzer").origin).parent / ENCODER_WEIGHTS
+    spec = find_spec("resemblyzer")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("resemblyzer is not installed")
+    weights = Path(spec.origin).parent / ENCODER_WEIGHTS
     return f"resemblyzer=={version('resemblyzer')}:{ENCODER_WEIGHTS}@{file_digest(weights)[:16]}:{ALGORITHM}"
 
 
@@ -363,7 +367,8 @@ def smooth(segs: list[Segment], labels: np.ndarray, emb: np.ndarray, centroids: 
             neighbours = [runs[j][0] for j in (shortest - 1, shortest + 1) if 0 <= j < len(runs)]
             new = max(neighbours, key=lambda speaker: float(mean @ centroids[speaker]))
             label.update((i, new) for i in runs[shortest][1])
-        pieces.extend(SpeakerPiece(segs[idx[0]].own_start, segs[idx[-1]].own_end, speaker, region) for speaker, idx in runs)
+        pieces.extend(SpeakerPiece(segs[idx[0]].own_start, segs[idx[-1]].own_end, speaker, region)
+                      for speaker, idx in runs)
     return pieces
 
 
@@ -391,9 +396,9 @@ ASSET_FILES = {"segmentation": (MODEL_FILE,), "embedding": (MODEL_FILE,), "plda"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 MIN_PYANNOTE_PIECE = 0.1  # seconds: slivers left by cutting pyannote's turns to VAD regions are dropped
 RECORDING_URI = "recording"
-HOW_TO_PROVIDE = ("mixc never downloads weights: download the pipeline on a machine with access to huggingface.co (accept its conditions "
-                  "there; e.g. `huggingface-cli download {name} --local-dir DIR`), copy DIR here and name it "
-                  "in the spec: diarize {{ backend = pyannote  model = \"/path/to/DIR\" }}")
+HOW_TO_PROVIDE = ("mixc never downloads weights: download the pipeline on a machine with access to huggingface.co "
+                  "(accept its conditions there; e.g. `huggingface-cli download {name} --local-dir DIR`), copy DIR "
+                  "here and name it in the spec: diarize {{ backend = pyannote  model = \"/path/to/DIR\" }}")
 
 
 @dataclass(frozen=True)
@@ -448,9 +453,10 @@ def resolve_pipeline(model: str | None) -> LocalPipeline:
                                  "holds config.yaml and the segmentation, embedding and PLDA it names",
                                  HOW_TO_PROVIDE.format(name=COMMUNITY))
     elif HUB_ID.fullmatch(model):
-        config_file = cached_file(model, PIPELINE_FILE)
-        if config_file is None:
+        cached = cached_file(model, PIPELINE_FILE)
+        if cached is None:
             raise missing_from_cache(model, "pipeline", f", and for a folder {path.resolve()}")
+        config_file = cached
     else:
         raise MissingWeights(f"pyannote pipeline {model!r}: no such file or folder (looked at {path.resolve()}), "
                              "and it is not a hub id (owner/name)", HOW_TO_PROVIDE.format(name=COMMUNITY))
@@ -527,7 +533,9 @@ class PyannoteDiarizer(Diarizer):
         set_telemetry_metrics(False)
         torch.set_num_threads(threads)
         self.cfg = cfg
-        self.pipeline = Pipeline.from_pretrained(pipeline.config)
+        loaded = Pipeline.from_pretrained(pipeline.config)
+        assert loaded is not None, "pyannote loads nothing only for a hub id; mixc gives it the config"
+        self.pipeline = loaded
 
     def turns(self, wav: np.ndarray, regions: list[Region]) -> list[Turn]:
         import torch
@@ -537,7 +545,8 @@ class PyannoteDiarizer(Diarizer):
             return []
         audio = {"waveform": torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None],
                  "sample_rate": SAMPLE_RATE, "uri": RECORDING_URI}
-        output = self.pipeline(audio, min_speakers=self.cfg.min_speakers, max_speakers=self.cfg.max_speakers)
+        # one file's output (pyannote's type also covers the iterator a list of files gives)
+        output: Any = self.pipeline(audio, min_speakers=self.cfg.min_speakers, max_speakers=self.cfg.max_speakers)
         annotation = getattr(output, "exclusive_speaker_diarization", output)  # `legacy` pipelines: an Annotation
         pieces = []
         for segment, _, label in annotation.itertracks(yield_label=True):

@@ -53,7 +53,7 @@ def allocate(shares: dict[str, float], total: int) -> dict[str, int]:
 
 
 def _streams(low: Lowered, runs: dict[str, StageRun], epoch: int) -> tuple[list[StreamPlan], list[Diagnostic]]:
-    spec = low.ir
+    spec = low.spec
     shares = budget.leaf_shares(spec.mixture)
     choose = allocate(shares, epoch)
     out, diags = [], []
@@ -149,7 +149,7 @@ def _lock(spec: ir.Spec, runs: dict[str, StageRun], streams: list[StreamPlan], s
 def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers: int = 1,
                  progress: Progress = no_progress, on_stage: OnStage | None = None) -> Result:
     """Build every stage (or reuse it), then write the outputs; raises SpecError with located errors."""
-    spec = low.ir
+    spec = low.spec
     start = time.perf_counter()
     steps = budget.total_steps(spec)
     if steps is None:

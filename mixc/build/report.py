@@ -52,7 +52,8 @@ def _web_audio(runs: dict[str, StageRun]) -> list[str]:
         return []
     rows = []
     for name in subjects:
-        ingest, vad, diarize, filt, chunk = (_of(runs, k, name) for k in ("ingest", "vad", "diarize", "filter", "chunk"))
+        ingest, vad, diarize, filt = (_of(runs, k, name) for k in ("ingest", "vad", "diarize", "filter"))
+        chunk = runs[f"chunk:{name}"]  # every subject here has a chunk stage
         c = chunk.stats.counts
         quarantined = len(ingest.stats.quarantined) if ingest else 0
         rows.append([name, f"{ingest.stats.items_out:,} of {ingest.stats.counts.get('files', 0):,}" if ingest else "-",

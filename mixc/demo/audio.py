@@ -303,7 +303,8 @@ def conversation(seed: int, n_speakers: int = 2, n_turns: int = 8, noise_snr_db:
     turns = []
     for i, (who, text) in enumerate(zip(order, texts)):
         voice = speakers[who]
-        speech = tight_level(joe.speech(text) if voice == PIPER_VOICE else flite_speech(voice, text))
+        raw = joe.speech(text) if voice == PIPER_VOICE and joe is not None else flite_speech(voice, text)
+        speech = tight_level(raw)
         turns.append(TrueTurn(voice, position / SAMPLE_RATE, (position + len(speech)) / SAMPLE_RATE, text))
         silence = EDGE_S if i == n_turns - 1 else GAP_S
         pieces += [speech, np.zeros(round(rng.uniform(*silence) * SAMPLE_RATE), np.float32)]

@@ -6,6 +6,7 @@ merge by name, variant blocks of another kind replace). Lowering (`lower.py`) ta
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from mixc import ir
 from mixc.lang import schema
 from mixc.lang.diagnostics import Diagnostic, Sources, Span, SpecError, error
-from mixc.lang.syntax import Block, Extends, Field, Item, MixEntry, decode, parse
+from mixc.lang.syntax import Block, BodyItem, Extends, Field, Item, MixEntry, decode, parse
 from mixc.lang.workspace import workspace_root
 
 
@@ -24,7 +25,7 @@ class SpecLoader:
         self.diags: list[Diagnostic] = []
         self.files: list[str] = []
 
-    def load(self, display: str, stack: tuple[Path, ...], via: Span | None) -> list[Item] | None:
+    def load(self, display: str, stack: tuple[Path, ...], via: Span | None) -> list[BodyItem] | None:
         path = Path(display)
         real = path.resolve()
         if real in stack:
@@ -110,7 +111,7 @@ def _block_model(item: Block, model: type[BaseModel] | None) -> type[BaseModel] 
     return None
 
 
-def duplicates(items: list[Item] | tuple[Item, ...], model: type[BaseModel] | None) -> list[Diagnostic]:
+def duplicates(items: Sequence[Item], model: type[BaseModel] | None) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: dict[tuple, Item] = {}
     for item in items:
@@ -150,7 +151,7 @@ def head_span(item: Item) -> Span:
     return item.span
 
 
-def merge(base: list[Item], child: list[Item], model: type[BaseModel] | None) -> list[Item]:
+def merge(base: list[BodyItem], child: list[BodyItem], model: type[BaseModel] | None) -> list[BodyItem]:
     """Overlay an extending spec's items on its base's: fields replace, blocks merge by name."""
     out = list(base)
     for item in child:
@@ -173,8 +174,7 @@ def _mergeable(old: Block, new: Block, model: type[BaseModel] | None) -> bool:
     slot = schema.slots(model).get(old.name.value) if model else None
     if slot is None or slot.kind == "mixture":
         return False
-    if slot.kind == "block" and slot.variant and new.label and (old.label is None or old.label.value != new.label.value):
+    if slot.kind == "block" and slot.variant and new.label and \
+            (old.label is None or old.label.value != new.label.value):
         return False
-    if new.kind and old.kind and new.kind.value != old.kind.value:
-        return False
-    return True
+    return not (new.kind and old.kind and new.kind.value != old.kind.value)

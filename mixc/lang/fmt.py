@@ -156,7 +156,8 @@ class _Printer:
         has_inner_comment = self.c.pos < len(self.c.standalone) and \
             self.c.standalone[self.c.pos].line < node.span.end_line
         if not items and not has_inner_comment:
-            self.emit(depth, f"{head} {{}}" + self.trail(node, "header") + self.trail(node, "end"), node.span.line, first)
+            empty = f"{head} {{}}" + self.trail(node, "header") + self.trail(node, "end")
+            self.emit(depth, empty, node.span.line, first)
             self.last_line = node.span.end_line
             return
         self.emit(depth, f"{head} {{" + self.trail(node, "header"), node.span.line, first)
@@ -204,8 +205,9 @@ def format_spec(text: str, items: tuple[Item, ...], comments: tuple[Comment, ...
 
 def _unit_text(value: Any, unit: ir.Unit) -> str:
     return {
-        ir.Unit.DURATION: units.format_duration, ir.Unit.COUNT: units.format_count, ir.Unit.PERCENT: units.format_percent,
-        ir.Unit.FREQUENCY: units.format_hertz, ir.Unit.BYTES: units.format_bytes, ir.Unit.NUMBER: units.format_number,
+        ir.Unit.DURATION: units.format_duration, ir.Unit.COUNT: units.format_count,
+        ir.Unit.PERCENT: units.format_percent, ir.Unit.FREQUENCY: units.format_hertz,
+        ir.Unit.BYTES: units.format_bytes, ir.Unit.NUMBER: units.format_number,
     }[unit](value)
 
 
@@ -236,7 +238,7 @@ def _scalar(value: Any, ann: Any) -> str:
         return units.format_number(value)
     if isinstance(value, tuple):
         inner = schema.split(base)[0]
-        item_anns = getattr(inner, "__args__", ())
+        item_anns: tuple[Any, ...] = getattr(inner, "__args__", ())
         if len(item_anns) == 2 and item_anns[1] is Ellipsis:
             item_anns = (item_anns[0],) * len(value)
         return "[" + ", ".join(_scalar(v, a) for v, a in zip(value, item_anns)) + "]"
@@ -261,7 +263,7 @@ def _fits(value: Any, ann: Any) -> bool:
 
 
 def _call(model: BaseModel) -> str:
-    disc = schema.discriminator(type(model))
+    disc = schema.variant_field(type(model))
     name = getattr(model, disc)
     params = [(n, getattr(model, n)) for n in type(model).model_fields if n != disc]
     if not params:

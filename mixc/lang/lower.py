@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,7 +23,7 @@ from mixc.ir import IrPath
 from mixc.lang import schema, units
 from mixc.lang.diagnostics import Diagnostic, Severity, Sources, Span, error
 from mixc.lang.extends import SpecLoader, head_span
-from mixc.lang.syntax import Block, Call, Field, Item, ListValue, MixEntry, Name, Quantity, String, Value
+from mixc.lang.syntax import Block, BodyItem, Call, Field, ListValue, MixEntry, Name, Quantity, String, Value
 
 MIXABLE = ("audio", "text", "krist", "quest")
 
@@ -43,6 +45,9 @@ class FileUse:
     span: Span
 
 
+_IrSpec = ir.Spec  # in the body of Lowered, `ir` names its field, not the module
+
+
 @dataclass
 class Lowered:
     """The result of lowering: the IR (None if errors prevented it) and everything checks need."""
@@ -57,6 +62,14 @@ class Lowered:
     file_uses: list[FileUse] = field(default_factory=list)
     failed_names: set[str] = field(default_factory=set)
     failed_paths: set[IrPath] = field(default_factory=set)
+
+    @property
+    def spec(self) -> _IrSpec:
+        """The IR, for code that runs only on a spec that lowered (checks, planning, compiling)."""
+        if self.ir is None:
+            raise RuntimeError(f"{self.files[0] if self.files else 'the spec'} did not lower to IR: "
+                               "its diagnostics must be reported before anything reads the IR")
+        return self.ir
 
     @property
     def ok(self) -> bool:
@@ -76,7 +89,14 @@ class Lowered:
         return None
 
 
-FAILED = object()  # a nested block that already reported its errors
+class _Failed(Enum):
+    """A nested block that already reported its errors: its parent fails too, without a new one."""
+
+    FAILED = "failed"
+
+
+FAILED: Final = _Failed.FAILED
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Bad(MixcError):
@@ -116,8 +136,8 @@ class _Lowerer:
 
     # blocks ---------------------------------------------------------------------------------
 
-    def block(self, items: tuple[Item, ...] | list[Item], model: type[BaseModel], path: IrPath, what: str,
-              span: Span, preset: dict | None = None) -> BaseModel | None:
+    def block(self, items: Sequence[BodyItem], model: type[ModelT], path: IrPath, what: str, span: Span | None,
+              preset: dict | None = None) -> ModelT | _Failed:
         values: dict[str, Any] = dict(preset or {})
         table = schema.slots(model)
         for item in items:
@@ -146,7 +166,7 @@ class _Lowerer:
                 values[key] = model.model_fields[key].default
                 self.failed_paths.add(path + (key,))
 
-    def item(self, item: Item, table: dict[str, schema.Slot], values: dict, path: IrPath, what: str) -> None:
+    def item(self, item: BodyItem, table: dict[str, schema.Slot], values: dict, path: IrPath, what: str) -> None:
         if isinstance(item, MixEntry):
             raise _Bad(f"a mixture entry ('{item.share.raw} {item.name.value}') outside `mixture`", item.span,
                        "shares go inside `mixture { ... }`", "name.misplaced")
@@ -158,8 +178,8 @@ class _Lowerer:
                        did_you_mean(name, list(table), "fields and blocks"), "name.unknown")
         if isinstance(item, Field):
             if slot.kind != "value":
-                raise _Bad(f"'{name}' is a block, not a field", item.name.span,
-                           f"write `{name} {{ ... }}`" + (f" or `{name} NAME : KIND {{ ... }}`" if slot.kind == "named" else ""),
+                named = f" or `{name} NAME : KIND {{ ... }}`" if slot.kind == "named" else ""
+                raise _Bad(f"'{name}' is a block, not a field", item.name.span, f"write `{name} {{ ... }}`" + named,
                            "type.block-expected")
             self.spans[path + (slot.field,)] = item.value.span
             values[slot.field] = self.value(item.value, slot.annotation, path + (slot.field,), name)
@@ -175,7 +195,7 @@ class _Lowerer:
         else:
             values[slot.field] = self.variant_block(item, slot, path + (slot.field,), name)
 
-    def variant_block(self, item: Block, slot: schema.Slot, path: IrPath, what: str) -> BaseModel | None:
+    def variant_block(self, item: Block, slot: schema.Slot, path: IrPath, what: str) -> BaseModel | _Failed:
         if item.kind is not None:
             raise _Bad(f"'{item.name.value}' takes no ': kind'", item.kind.span,
                        f"write `{item.name.value} {{ ... }}`" if not slot.variant else
@@ -183,8 +203,8 @@ class _Lowerer:
         self.spans[path] = item.header
         if slot.variant is None:
             if item.label is not None:
-                raise _Bad(f"'{item.name.value}' takes no label", item.label.span, f"write `{item.name.value} {{ ... }}`",
-                           "name.unexpected-label")
+                raise _Bad(f"'{item.name.value}' takes no label", item.label.span,
+                           f"write `{item.name.value} {{ ... }}`", "name.unexpected-label")
             return self.block(item.items, slot.models[0], path, what, item.span)
         label = item.label.value if item.label else None
         model = slot.model_for(label) if label else self._default_variant(slot)
@@ -213,7 +233,7 @@ class _Lowerer:
                 raise _Bad(f"unknown {word} '{label}'", item.label.span,
                            did_you_mean(label, list(schema.slots(holder)), f"{word}s"), "name.unknown")
             sub_path = path + (slot.field, label)
-            model = self._pick_kind(item, inner, f"{word} {label}")
+            model, _ = self._pick_kind(item, label, inner, f"{word} {label}")
             self.spans[sub_path] = item.header
             built = self.block(item.items, model, sub_path, f"{word} {label}", item.span)
             current = values.get(slot.field) or {}
@@ -233,24 +253,25 @@ class _Lowerer:
                 self.spans[sub_path + ("kind",)] = item.kind.span
             built = self.block(item.items, model, sub_path, f"{word} '{label}'", item.span, preset)
         else:
-            model = self._pick_kind(item, slot, f"{word} '{label}'")
-            built = self.block(item.items, model, sub_path, f"{word} '{label}' ({item.kind.value})", item.span)
+            model, kind = self._pick_kind(item, label, slot, f"{word} '{label}'")
+            built = self.block(item.items, model, sub_path, f"{word} '{label}' ({kind})", item.span)
         values.setdefault(slot.field, {})[label] = built
 
-    def _pick_kind(self, item: Block, slot: schema.Slot, what: str) -> type[BaseModel]:
+    def _pick_kind(self, item: Block, label: str, slot: schema.Slot, what: str) -> tuple[type[BaseModel], str]:
+        """The model for the kind a named block gives (`source web : audio`), and that kind."""
         choices = slot.variant_names()
         if item.kind is None:
             example = choices[0] if choices else "KIND"
             raise _Bad(f"{what} needs a kind", item.header,
-                       f"write `{item.name.value} {item.label.value} : {example} {{ ... }}`; kinds: {', '.join(choices)}",
+                       f"write `{item.name.value} {label} : {example} {{ ... }}`; kinds: {', '.join(choices)}",
                        "name.missing-kind")
         model = slot.model_for(item.kind.value)
         if model is None:
             raise _Bad(f"unknown kind '{item.kind.value}' for {what}", item.kind.span,
                        did_you_mean(item.kind.value, choices, "kinds"), "name.unknown-variant")
-        return model
+        return model, item.kind.value
 
-    def construct(self, model: type[BaseModel], values: dict, path: IrPath, what: str, span: Span) -> BaseModel | None:
+    def construct(self, model: type[ModelT], values: dict, path: IrPath, what: str, span: Span | None) -> ModelT | None:
         missing = [n for n, info in model.model_fields.items() if info.is_required() and values.get(n) is None]
         if missing:
             self.diags.append(error("name.missing-field", f"{what} needs '{missing[0]}'", span,
@@ -269,16 +290,17 @@ class _Lowerer:
 
     # mixture --------------------------------------------------------------------------------
 
-    def mixture(self, block: Block, path: IrPath) -> ir.MixGroup | None:
-        if block.label or block.kind:
-            raise _Bad("'mixture' takes no name or kind", (block.label or block.kind).span,
+    def mixture(self, block: Block, path: IrPath) -> ir.MixGroup | _Failed:
+        extra = block.label or block.kind
+        if extra is not None:
+            raise _Bad("'mixture' takes no name or kind", extra.span,
                        "write `mixture { 60% text  40% speech { ... } }`", "name.unexpected-label")
         self.spans[path] = block.header
         members = self.entries(block.items, path)
         return ir.MixGroup(name="mixture", share=1.0, members=members) if members is not None else FAILED
 
-    def entries(self, items: tuple[Item, ...], path: IrPath) -> tuple | None:
-        out = []
+    def entries(self, items: tuple[BodyItem, ...], path: IrPath) -> tuple[ir.MixLeaf | ir.MixGroup, ...] | None:
+        out: list[ir.MixLeaf | ir.MixGroup] = []
         ok = True
         for item in items:
             if not isinstance(item, MixEntry):
@@ -365,9 +387,9 @@ class _Lowerer:
         families = [schema.marker(schema.split(o)[1], ir.Unit) for o in options]
         if len(failures) > 1 and all(families):
             names = " or ".join(dict.fromkeys(units.FAMILY_NAMES[f] for f in families))
-            raise _Bad(f"'{what}' takes {names}, found {units.describe(value.raw) if isinstance(value, Quantity) else _show(value)}",
-                       value.span, "; ".join(f"{units.FAMILY_NAMES[f]}: {units.EXAMPLES[f]}" for f in dict.fromkeys(families)),
-                       "type.unit")
+            found = units.describe(value.raw) if isinstance(value, Quantity) else _show(value)
+            examples = "; ".join(f"{units.FAMILY_NAMES[f]}: {units.EXAMPLES[f]}" for f in dict.fromkeys(families))
+            raise _Bad(f"'{what}' takes {names}, found {found}", value.span, examples, "type.unit")
         raise failures[0]
 
     def _decimal(self, value: Value, unit: ir.Unit, what: str) -> Decimal:
@@ -405,7 +427,8 @@ class _Lowerer:
         code = "backend.unknown" if what == "backend" else "type.choice"
         hint = did_you_mean(text, [str(a) for a in allowed])
         known = f"; known: {', '.join(map(str, allowed))}"
-        raise _Bad(f"unknown {noun} '{text}' for '{what}'{known}", value.span, hint if hint and hint.startswith("did") else None, code)
+        raise _Bad(f"unknown {noun} '{text}' for '{what}'{known}", value.span,
+                   hint if hint and hint.startswith("did") else None, code)
 
     def _tuple(self, value: Value, args: tuple, path: IrPath, what: str) -> tuple:
         items = value.items if isinstance(value, ListValue) else (value,)
@@ -438,10 +461,14 @@ class _Lowerer:
         return Path(os.path.relpath(absolute, self.root)).as_posix()
 
     def _call_variant(self, value: Value, models: list[type[BaseModel]], path: IrPath, what: str) -> BaseModel:
-        by_name = {schema.literal_values(m.model_fields[schema.discriminator(m)].annotation)[0]: m for m in models}
-        head = value.name if isinstance(value, Call) else value if isinstance(value, Name) else None
-        if head is None:
-            raise _Bad(f"'{what}' takes one of {', '.join(by_name)}, found {_show(value)}", value.span, None, "type.choice")
+        by_name = {schema.tag(m, schema.variant_field(m)): m for m in models}
+        if isinstance(value, Call):
+            head = value.name
+        elif isinstance(value, Name):
+            head = value
+        else:
+            raise _Bad(f"'{what}' takes one of {', '.join(by_name)}, found {_show(value)}", value.span, None,
+                       "type.choice")
         model = by_name.get(head.value)
         if model is None:
             hint = did_you_mean(head.value, list(by_name))
@@ -465,7 +492,7 @@ class _Lowerer:
             values[key] = self.value(arg.value, _annotation(model, key), path + (key,), key)
         return self.construct_or_raise(model, values, path, f"{what} {head.value}", value.span)
 
-    def construct_or_raise(self, model, values, path, what, span) -> BaseModel:
+    def construct_or_raise(self, model: type[ModelT], values: dict, path: IrPath, what: str, span: Span) -> ModelT:
         built = self.construct(model, values, path, what, span)
         if built is None:
             raise _Bad(f"invalid {what}", span, None, "type.invalid")
@@ -496,11 +523,11 @@ def _show(value: Value) -> str:
 # --------------------------------------------------------------------------------- entry point
 
 
-def lower_items(items: list[Item], loader: SpecLoader) -> tuple[ir.Spec | None, _Lowerer]:
+def lower_items(items: list[BodyItem], loader: SpecLoader) -> tuple[ir.Spec | None, _Lowerer]:
     lowerer = _Lowerer(loader)
     top = Span(loader.files[0], 1, 1, 1, 2) if loader.files else None
-    spec = lowerer.block(items, ir.Spec, (), "the spec", top)  # type: ignore[arg-type]
-    return (None if spec is FAILED else spec), lowerer  # type: ignore[return-value]
+    spec = lowerer.block(items, ir.Spec, (), "the spec", top)
+    return (None if spec is FAILED else spec), lowerer
 
 
 def load(path: str | Path) -> Lowered:

@@ -79,8 +79,7 @@ class Slot:
         return None
 
     def variant_names(self) -> list[str]:
-        return [literal_values(m.model_fields[self.variant].annotation)[0] for m in self.models] \
-            if self.variant else []
+        return [tag(m, self.variant) for m in self.models] if self.variant else []
 
 
 def _named_item(ann: Any) -> Any:
@@ -128,6 +127,22 @@ def discriminator(model: type[BaseModel]) -> str | None:
         if name in model.model_fields and len(literal_values(model.model_fields[name].annotation) or ()) == 1:
             return name
     return None
+
+
+def variant_field(model: type[BaseModel]) -> str:
+    """The discriminator of a model known to be a variant (a call-valued one, or a block's kind)."""
+    field = discriminator(model)
+    if field is None:
+        raise TypeError(f"{model.__name__} is not a variant: no field holds a single Literal")
+    return field
+
+
+def tag(model: type[BaseModel], field: str) -> str:
+    """The name a variant model goes by: the one value of its discriminating Literal field."""
+    values = literal_values(model.model_fields[field].annotation)
+    if not values:
+        raise TypeError(f"{model.__name__}.{field} is not a Literal field")
+    return values[0]
 
 
 def named_target_is_dict(slot: Slot) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
+from typing import Union, cast
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import Lark, ParseTree, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from mixc.lang.diagnostics import Diagnostic, Span, SpecError, error
 from mixc.lang.units import unit_word
@@ -70,7 +71,7 @@ class Block:
     name: Name
     label: Name | None
     kind: Name | None
-    items: tuple["Item", ...]
+    items: tuple["BodyItem", ...]
     span: Span  # from the name to the closing brace
 
     @property
@@ -84,7 +85,7 @@ class Block:
 class MixEntry:
     share: Quantity
     name: Name
-    items: tuple["Item", ...] | None  # None: a leaf; a tuple: a nested group
+    items: tuple["BodyItem", ...] | None  # None: a leaf; a tuple: a nested group
     span: Span
 
 
@@ -94,7 +95,8 @@ class Extends:
     span: Span
 
 
-Item = Union[Field, Block, MixEntry, Extends]
+BodyItem = Union[Field, Block, MixEntry]  # what a block holds, and a spec once its `extends` is resolved
+Item = Union[BodyItem, Extends]  # `extends` comes only at the top of a file
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,27 @@ def _span(path: str, first: Token | object, last: Token | object) -> Span:
     a = first if isinstance(first, Token) else first.span  # type: ignore[attr-defined]
     b = last if isinstance(last, Token) else last.span  # type: ignore[attr-defined]
     if isinstance(a, Token):
-        line, col = a.line, a.column
+        line, col = _start(a)
     else:
         line, col = a.line, a.col
     if isinstance(b, Token):
-        end_line, end_col = b.end_line, b.end_column
+        end_line, end_col = _end(b)
     else:
         end_line, end_col = b.end_line, b.end_col
     return Span(path, line, col, end_line, end_col)
+
+
+def _start(tok: Token) -> tuple[int, int]:
+    """Where a token starts: line and column. lark types them optional, as a token made by hand has
+    none; every token mixc reads comes from the lexer, which sets them."""
+    assert tok.line is not None and tok.column is not None, f"token {tok!r} has no position"
+    return tok.line, tok.column
+
+
+def _end(tok: Token) -> tuple[int, int]:
+    """Where a lexed token ends: line, and the column just after it."""
+    assert tok.end_line is not None and tok.end_column is not None, f"token {tok!r} has no end position"
+    return tok.end_line, tok.end_column
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "r": "\r"}
@@ -242,8 +257,8 @@ def _point(path: str, line: int, col: int, width: int = 1) -> Span:
 
 
 def _tok_span(path: str, tok: Token) -> Span:
-    return Span(path, tok.line, tok.column, tok.end_line or tok.line,
-                tok.end_column or tok.column + max(1, len(tok)))
+    line, col = _start(tok)
+    return Span(path, line, col, tok.end_line or line, tok.end_column or col + max(1, len(tok)))
 
 
 def _end_span(path: str, text: str) -> Span:
@@ -275,9 +290,9 @@ def _unclosed_brace(text: str) -> Token | None:
             stack.append(tok)
         elif stack:
             opening = stack.pop()
-            first_on_line = lines[tok.line - 1][: tok.column - 1].strip() == ""
-            if first_on_line and opening.line != tok.line and \
-                    _indent(lines, tok.line) != _indent(lines, opening.line):
+            (line, col), (opening_line, _) = _start(tok), _start(opening)
+            first_on_line = lines[line - 1][: col - 1].strip() == ""
+            if first_on_line and opening_line != line and _indent(lines, line) != _indent(lines, opening_line):
                 suspects.append(opening)
     if suspects:
         return suspects[0]
@@ -301,25 +316,27 @@ def _is_control(ch: str) -> bool:
 
 
 def _syntax_from_characters(path: str, text: str, exc: UnexpectedCharacters) -> Diagnostic:
-    ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+    pos = cast(int, exc.pos_in_stream)  # set by the lexer; lark declares it `= None` on the base class
+    ch = text[pos] if pos < len(text) else ""
     line, col = exc.line, exc.column
     if ch == '"':
-        rest = text[exc.pos_in_stream:].split("\n", 1)[0]
+        rest = text[pos:].split("\n", 1)[0]
         escape = _bad_escape(rest)
         if escape is not None:
             return error("syntax.bad-escape", f"unknown escape '{rest[escape:escape + 2]}' in a string",
                          _point(path, line, col + escape, 2),
-                         "strings know \\n \\t \\r \\\" and \\\\; write \\\\ for a backslash (a regex \\s is \"\\\\s\")")
+                         "strings know \\n \\t \\r \\\" and \\\\; write \\\\ for a backslash "
+                         "(a regex \\s is \"\\\\s\")")
         bad = next((i for i, c in enumerate(rest) if _is_control(c)), None)
         if bad is not None:
             return error("syntax.binary", f"unexpected control character {rest[bad]!r}",
                          _point(path, line, col + bad), "is this a binary file? a .mix spec is UTF-8 text")
         return error("syntax.unterminated-string", "unterminated string", Span(path, line, col, line, col + len(rest)),
                      'close the string with `"` on the same line; strings cannot span lines')
-    if ch == "." and exc.pos_in_stream + 1 < len(text) and text[exc.pos_in_stream + 1].isdigit():
+    if ch == "." and pos + 1 < len(text) and text[pos + 1].isdigit():
         return error("syntax.bad-number", "a number needs a digit before its decimal point",
                      _point(path, line, col), "write 0.5, not .5")
-    if ch in "/" and text[exc.pos_in_stream:exc.pos_in_stream + 2] == "//":
+    if ch in "/" and text[pos:pos + 2] == "//":
         return error("syntax.bad-comment", "comments start with '#'", _point(path, line, col, 2),
                      "replace '//' with '#'")
     if _is_control(ch):
@@ -446,7 +463,7 @@ def decode(path: str, data: bytes) -> str:
         line = before.count(b"\n") + 1
         col = len(before) - (before.rfind(b"\n") + 1) + 1
         raise SpecError([error("syntax.not-utf8", f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x})",
-                               _point(path, line, col), "is this a binary file? a .mix spec is UTF-8 text")])
+                               _point(path, line, col), "is this a binary file? a .mix spec is UTF-8 text")]) from None
 
 
 def parse(text: str, path: str = "<spec>") -> SpecFile:
@@ -454,7 +471,7 @@ def parse(text: str, path: str = "<spec>") -> SpecFile:
     comments: list[Comment] = []
 
     def keep(tok: Token) -> None:
-        comments.append(Comment(str(tok), tok.line, tok.column))
+        comments.append(Comment(str(tok), *_start(tok)))
 
     try:
         tree = _parse_tree(text, keep)
@@ -465,7 +482,7 @@ def parse(text: str, path: str = "<spec>") -> SpecFile:
 
 
 class _CommentSink:
-    current: list | None = None
+    current: Callable[[Token], None] | None = None
 
     @classmethod
     def push(cls, tok: Token) -> Token:
@@ -474,7 +491,7 @@ class _CommentSink:
         return tok
 
 
-def _parse_tree(text: str, keep):
+def _parse_tree(text: str, keep: Callable[[Token], None]) -> ParseTree:
     _CommentSink.current = keep
     try:
         return parser().parse(text)

@@ -114,8 +114,10 @@ class _Wiring:
     # per-source pipelines ---------------------------------------------------------------------
 
     def read(self, name: str) -> str:
+        """A text source's documents (deduplicated when it asks)."""
         sid = self.add("read", name, [])
-        if self.spec.sources[name].dedup:
+        source = self.spec.sources[name]
+        if isinstance(source, ir.TextSource) and source.dedup:
             sid = self.add("dedup", name, [sid])
         return sid
 

@@ -17,7 +17,8 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[s
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
 
     return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
 
@@ -31,7 +32,7 @@ def _feasible(value: Any, est: Any) -> str:
 def plan_text(path: str, plan: PlanOverview, cached: dict[str, bool] | None = None) -> str:
     spec = plan.spec
     out = [f"plan: {path}  (ir {spec.content_hash()})", ""]
-    if plan.total_tokens is not None:
+    if plan.total_tokens is not None and plan.steps is not None:  # both or neither: the budget sets them
         out.append(f"budget: {format_count(plan.total_tokens)} tokens = {format_count(plan.steps)} steps x "
                    f"{spec.train.batch} sequences x {spec.pack.seq_len} tokens")
     rows = []

@@ -110,7 +110,7 @@ def text_size(name: str, source: ir.TextSource, root: Path) -> SourceSize:
     files = expand(root, source.files)
     total_chars = 0.0
     disk = 0
-    samples = []
+    samples: list[str] = []
     for path in files:
         size = path.stat().st_size
         disk += size

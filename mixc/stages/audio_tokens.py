@@ -115,7 +115,9 @@ def training_clips(ctx: Context, limit_seconds: float):
     from mixc.audio_tokenizer import Clip
 
     assert ctx.items is not None, "the audio tokenizer reads the ingested audio items"
-    train, held, used = [], [], 0.0
+    train: list[Clip] = []
+    held: list[Clip] = []
+    used = 0.0
     for folder in ctx.inputs_of("filter"):
         table = UtteranceTable.read(folder).sort("rec", "start")
         for (audio,), group in table.group_by("audio", maintain_order=True):
@@ -159,7 +161,7 @@ class TrainAudioTokenizerStage(Stage):
         return {**_library_versions(), "clips": digest.hexdigest()[:32]}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        from mixc.audio_tokenizer import train_fsq, train_kmeans
+        from mixc.audio_tokenizer import AudioTokenizer, train_fsq, train_kmeans
 
         cfg = ctx.read("tokenizers.audio")
         train, held = training_clips(ctx, cfg.sample)
@@ -169,6 +171,7 @@ class TrainAudioTokenizerStage(Stage):
         if not train:
             raise StageError("the audio tokenizer has no speech to train on: every utterance was dropped upstream",
                              "see report.md's utterance drops; relax the sources' filters or add audio")
+        tokenizer: AudioTokenizer
         if isinstance(cfg, ir.FsqTokenizer):
             tokenizer, _ = train_fsq(cfg.levels, cfg.preset, cfg.steps, train, ctx.read("seed"), cfg.frame_rate)
         else:
@@ -243,7 +246,8 @@ class EncodeStage(ItemStage):
         total = AudioCodes.write(ctx.out, chunks, parts, {"codebook_size": vocab.codebook_size,
                                                           "frame_rate": vocab.frame_rate, "seconds": seconds})
         stats.items_in = stats.items_out = len(chunks)
-        stats.counts.update(codes=total, seconds=seconds, codes_per_second=round(total / seconds, 3) if seconds else 0.0)
+        stats.counts.update(codes=total, seconds=seconds,
+                            codes_per_second=round(total / seconds, 3) if seconds else 0.0)
 
     def _stored(self, store: ItemStore, key: str) -> tuple[np.ndarray, np.ndarray]:
         with np.load(store.path(self.kind, key, self.suffix)) as stored:

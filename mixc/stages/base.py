@@ -197,7 +197,9 @@ class Stage(ABC):
     @classmethod
     def locate_weights(cls, config: Declared) -> None:
         """Raise MissingWeights when the model `weights` names is not on this machine (cheap: finds
-        files, hashes nothing); `mixc check` calls it, so check and compile agree."""
+        files, hashes nothing); `mixc check` calls it, so check and compile agree. A hook that model
+        stages override: a stage without weights has nothing to find."""
+        return None
 
     def fingerprint(self, ctx: Context, spec: ir.Spec) -> dict:
         return {}

@@ -34,9 +34,11 @@ from mixc.stages.transcripts import SCHEMA as UTTERANCE_SCHEMA
 from mixc.stages.transcripts import UtteranceTable
 
 SENTENCE_END = (".", "!", "?", "…")
-SCHEMA = {"chunk": pl.Int64, "doc": pl.Int64, "rec": pl.String, "path": pl.String, "audio": pl.String,
-          "index": pl.Int64, "speaker": pl.String, "start": pl.Float64, "end": pl.Float64, "text": pl.String,
-          "words": UTTERANCE_SCHEMA["words"], "confidence": pl.Float64}
+SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "chunk": pl.Int64, "doc": pl.Int64, "rec": pl.String, "path": pl.String, "audio": pl.String,
+    "index": pl.Int64, "speaker": pl.String, "start": pl.Float64, "end": pl.Float64, "text": pl.String,
+    "words": UTTERANCE_SCHEMA["words"], "confidence": pl.Float64,
+}
 
 
 class ChunkManifest:
@@ -86,7 +88,8 @@ def _cut(piece: Chunk, at: int) -> tuple[Chunk, Chunk]:
 
 def sentences(piece: Chunk) -> list[Chunk]:
     """Cuts after every word that ends a sentence (but never after the last word)."""
-    out, rest = [], piece
+    out: list[Chunk] = []
+    rest = piece
     while True:
         ends = [i + 1 for i, w in enumerate(rest.words[:-1]) if w.text.strip().endswith(SENTENCE_END)]
         if not ends:

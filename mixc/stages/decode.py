@@ -64,7 +64,7 @@ def _probe_av(path: Path) -> Probe:
             if not container.streams.audio:
                 raise AudioError("no audio stream")
             stream = container.streams.audio[0]
-            seconds = float(stream.duration * stream.time_base) if stream.duration else \
+            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
                 (container.duration / 1e6 if container.duration else None)
             return Probe(seconds, stream.rate or 0, stream.channels or 0, container.format.name)
     except AudioError:
@@ -122,7 +122,8 @@ def _read_av(path: Path) -> tuple[np.ndarray, int, int | None]:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono")
-            parts = [f.to_ndarray().reshape(-1) for frame in container.decode(stream) for f in resampler.resample(frame)]
+            parts = [f.to_ndarray().reshape(-1)
+                     for frame in container.decode(stream) for f in resampler.resample(frame)]
             parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
             rate = stream.rate
     except Exception as exc:  # noqa: BLE001 - FFmpeg's many error types all mean: corrupt
@@ -141,7 +142,8 @@ def decode(path: Path, max_seconds: float) -> tuple[np.ndarray, Probe]:
     if len(data) == 0 or not rate:
         raise AudioError("zero-length audio")
     if declared and len(data) < TRUNCATED_SHARE * declared:
-        raise AudioError(f"truncated: the header declares {declared / rate:.2f} s, the file holds {len(data) / rate:.2f} s")
+        raise AudioError(f"truncated: the header declares {declared / rate:.2f} s, "
+                         f"the file holds {len(data) / rate:.2f} s")
     if len(data) / rate > max_seconds:
         raise TooLong(len(data) / rate, max_seconds)
     if not np.isfinite(data).all():

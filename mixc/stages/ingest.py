@@ -85,7 +85,7 @@ def audio_inputs(root: Path, files: tuple[str, ...], manifest: str | None) -> tu
     """Every input file with its metadata (globbed files first, then manifest rows, each path once),
     and how many globbed files were skipped for not having an audio suffix."""
     globbed = expand(root, files)
-    audio = [(p, {}) for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES]
+    audio: list[tuple[Path, dict]] = [(p, {}) for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES]
     seen = {p.resolve() for p, _ in audio}
     for path, meta in manifest_rows(root, manifest):
         if path.resolve() not in seen:
@@ -139,7 +139,7 @@ class IngestStage(ItemStage):
         todo = [(str(c.path), c.key, limit) for c in candidates if self._needs_decoding(store, c.key, limit)]
         stats.counts["recordings_cached"] = len(candidates) - len(todo)
         self.build_all(ctx, todo)
-        rows = []
+        rows: list[dict] = []
         for c in candidates:
             stored = Decoded.read(store, c.key)
             seconds = stored.duration if stored.duration is not None else stored.too_long or 0.0

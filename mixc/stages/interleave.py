@@ -58,10 +58,12 @@ class Spans:
         return cls(lay.audio_offset, audio, text)
 
 
-def modalities(n: int, sampling, rng: np.random.Generator | None) -> np.ndarray:
-    """Which of n chunks are audio (True) under the sampling rule."""
+def modalities(n: int, sampling: ir.Sampling, rng: np.random.Generator | None) -> np.ndarray:
+    """Which of n chunks are audio (True) under the sampling rule (a stochastic one draws from `rng`)."""
     if isinstance(sampling, ir.Deterministic):
         return np.arange(n) % 2 == 0
+    if rng is None:
+        raise ValueError("stochastic sampling needs a random generator to draw from")
     audio = rng.random(n) < sampling.p
     if n and sampling.first == "audio":
         audio[0] = True
@@ -78,7 +80,8 @@ def document(codes: list[np.ndarray], texts: list[np.ndarray], audio: np.ndarray
     parts, masks, starts, at = [], [], [], 0
     for is_audio, chunk_codes, text in zip(audio, codes, texts):
         if is_audio:
-            body, marks, weight = chunk_codes.astype(np.int64) + spans.audio_offset, spans.audio, 0 if loss == "text_only" else 1
+            body, marks = chunk_codes.astype(np.int64) + spans.audio_offset, spans.audio
+            weight = 0 if loss == "text_only" else 1
         else:
             body, marks, weight = text.astype(np.int64), spans.text, 1
         piece = np.concatenate([[marks[0]], body, [marks[1]]]) if marks else body
@@ -99,7 +102,7 @@ def needed_draws(spec: ir.Spec, name: str, code_counts: np.ndarray, text_chars: 
     """How many distinct draws the budget's passes over a stochastic stream need."""
     sampling = spec.interleave.sampling
     total = budget.total_tokens(spec)
-    if total is None or not len(code_counts):
+    if total is None or not len(code_counts) or not isinstance(sampling, ir.Stochastic):
         return 1
     per_draw = float(np.sum(sampling.p * code_counts + (1 - sampling.p) * text_chars / CHARS_PER_TEXT_TOKEN))
     needed = budget.leaf_shares(spec.mixture).get(name, 0.0) * total

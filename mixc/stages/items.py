@@ -113,6 +113,13 @@ def _task(task: tuple) -> None:
     _worker["stage"].build(_worker["model"], _worker["items"], *task)
 
 
+def _in_this_process(tasks: list[tuple]) -> Iterator[None]:
+    """Runs the tasks here, one at a time, yielding after each (as a pool's map does)."""
+    for task in tasks:
+        _task(task)
+        yield
+
+
 @contextmanager
 def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[list[tuple]], Iterator[None]]]:
     """Runs tasks in this process (one worker, or one task) or in a spawned pool, yielding per task."""
@@ -122,7 +129,7 @@ def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[lis
     if workers <= 1:
         if todo:
             _init(*args)
-        yield lambda tasks: (_task(t) for t in tasks)
+        yield _in_this_process
         _worker.clear()
         return
     with process_pool(workers, _init, args) as pool:

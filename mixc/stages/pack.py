@@ -51,8 +51,8 @@ class PackWriter:
     def __init__(self, folder: Path, seq_len: int, vocab_from: Path):
         self.folder, self.seq_len = folder, seq_len
         VocabFile.carry(vocab_from, folder)
-        self.seqs = open(folder / SEQS, "wb")
-        self.mask = open(folder / MASK, "wb")
+        self.seqs = open(folder / SEQS, "wb")  # noqa: SIM115 - open until close()
+        self.mask = open(folder / MASK, "wb")  # noqa: SIM115 - open until close()
         # per write: the flat values of its sequences, and each sequence's number of values
         self.bounds: list[tuple[np.ndarray, np.ndarray]] = []
         self.lineage: list[tuple[np.ndarray, np.ndarray]] = []
@@ -191,14 +191,15 @@ def _with_eos(stream: TokenStream, a: int, b: int, eos: int) -> tuple[np.ndarray
     return tokens, mask, starts
 
 
-def _units(stream: TokenStream, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """The lineage units of documents a..b-1 at their positions once EOS follows each document."""
-    lo, hi = np.searchsorted(stream.units, [stream.offsets[a], stream.offsets[b]], side="left")
-    if b == len(stream.offsets) - 1:
-        hi = len(stream.units)
-    at = stream.units[lo:hi]
-    doc = np.searchsorted(stream.offsets, at, side="right") - 1  # the document each unit is in
-    return at - stream.offsets[a] + (doc - a), stream.unit_ids[lo:hi]
+def _units(offsets: np.ndarray, units: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lineage units (starts, ids) of documents a..b-1 at their positions once EOS follows each
+    document."""
+    lo, hi = np.searchsorted(units, [offsets[a], offsets[b]], side="left")
+    if b == len(offsets) - 1:
+        hi = len(units)
+    at = units[lo:hi]
+    doc = np.searchsorted(offsets, at, side="right") - 1  # the document each unit is in
+    return at - offsets[a] + (doc - a), ids[lo:hi]
 
 
 class PackStage(Stage):
@@ -220,8 +221,8 @@ class PackStage(Stage):
             starts = np.concatenate([carry.starts, starts + shift])
             docs = np.concatenate([carry.docs, stream.doc_ids[a:b]])
             units = None
-            if stream.units is not None:
-                unit_starts, unit_ids = _units(stream, a, b)
+            if stream.units is not None and stream.unit_ids is not None:  # a stream has both or neither
+                unit_starts, unit_ids = _units(stream.offsets, stream.units, stream.unit_ids, a, b)
                 units = (np.concatenate([carry.unit_starts, unit_starts + shift]),
                          np.concatenate([carry.unit_ids, unit_ids]))
             used = writer.write(tokens, mask, starts, docs, units)

@@ -26,7 +26,7 @@ class ItemStore:
     def has(self, kind: str, key: str, suffix: str) -> bool:
         return self.path(kind, key, suffix).is_file()
 
-    def put(self, kind: str, key: str, suffix: str, write: Callable[[Path], None]) -> Path:
+    def put(self, kind: str, key: str, suffix: str, write: Callable[[Path], object]) -> Path:
         """`write(tmp)` makes the item's file; it becomes visible only once complete (fsync + rename)."""
         final = self.path(kind, key, suffix)
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 from mixc.plan.vocab import TextVocab
 from mixc.stages.base import Context, Stage, Stats, process_pool
 from mixc.stages.text import Documents
-from mixc.stages.tokenizer import VocabFile, load_codec
+from mixc.stages.tokenizer import Codec, VocabFile, load_codec
 
 TOKENS, OFFSETS, DOC_IDS, MASK, UNITS, UNIT_IDS = "tokens.u32", "offsets.npy", "doc_ids.npy", "mask.u8", \
     "units.npy", "unit_ids.npy"
@@ -32,8 +32,8 @@ class TokenWriter:
     def __init__(self, folder: Path, vocab_from: Path, with_mask: bool = False, with_units: bool = False):
         self.folder = folder
         self.vocab = VocabFile.carry(vocab_from, folder)
-        self.tokens = open(folder / TOKENS, "wb")
-        self.mask = open(folder / MASK, "wb") if with_mask else None
+        self.tokens = open(folder / TOKENS, "wb")  # noqa: SIM115 - open until close()
+        self.mask = open(folder / MASK, "wb") if with_mask else None  # noqa: SIM115 - open until close()
         self.offsets = [0]
         self.doc_ids: list[int] = []
         self.units: list[np.ndarray] | None = [] if with_units else None
@@ -83,7 +83,7 @@ class TokenStream:
                    VocabFile.read(folder), *units)
 
 
-_codec = None
+_codec: Codec | None = None  # this process's tokenizer, loaded by _init_worker
 
 
 def _init_worker(folder: str) -> None:
@@ -93,6 +93,8 @@ def _init_worker(folder: str) -> None:
 
 def _encode(item: tuple[list[int], list[str]]) -> tuple[list[int], list[np.ndarray]]:
     ids, texts = item
+    if _codec is None:
+        raise RuntimeError("_init_worker loads the tokenizer before _encode runs")
     return ids, [np.asarray(x, dtype=np.uint32) for x in _codec.encode_batch(texts)]
 
 

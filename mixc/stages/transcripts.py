@@ -35,9 +35,11 @@ LANGID_OTHER_PROB = 0.5  # drop when another language is at least this likely ..
 LANGID_TARGET_PROB = 0.1  # ... and the wanted one less likely than this (short texts are uncertain)
 LANGID_MIN_WORDS = 4  # shorter texts are too short to identify
 WORD_TYPE = pl.Struct({"start": pl.Float64, "end": pl.Float64, "text": pl.String, "prob": pl.Float64})
-SCHEMA = {"rec": pl.String, "path": pl.String, "audio": pl.String, "utt": pl.Int64, "speaker": pl.String,
-          "start": pl.Float64, "end": pl.Float64, "text": pl.String, "words": pl.List(WORD_TYPE),
-          "confidence": pl.Float64, "language": pl.String}
+SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "rec": pl.String, "path": pl.String, "audio": pl.String, "utt": pl.Int64, "speaker": pl.String,
+    "start": pl.Float64, "end": pl.Float64, "text": pl.String, "words": pl.List(WORD_TYPE),
+    "confidence": pl.Float64, "language": pl.String,
+}
 
 
 def words_of(text: str) -> list[str]:
@@ -62,7 +64,7 @@ def other_language(text: str, wanted: str) -> str | None:
     if len(words_of(text)) < LANGID_MIN_WORDS:
         return None
     ranked = dict(_identifier().rank(text))
-    top = max(ranked, key=ranked.get)
+    top = max(ranked, key=ranked.__getitem__)
     if top != wanted and ranked[top] >= LANGID_OTHER_PROB and ranked.get(wanted, 0.0) < LANGID_TARGET_PROB:
         return top
     return None

@@ -40,8 +40,10 @@ import json
 import os
 import sys
 import wave
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -141,7 +143,8 @@ class WhisperxEngine:
         missing = []
         name = self._align_model_name(language)
         if name in torchaudio.pipelines.__all__:
-            checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(getattr(torchaudio.pipelines, name)._path).name
+            bundle = getattr(torchaudio.pipelines, name)
+            checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(bundle._path).name
             if not checkpoint.is_file():
                 missing.append(f"alignment model {name} (torchaudio): no {checkpoint}; fetch it once with "
                                f"`python -c \"import torchaudio; torchaudio.pipelines.{name}.get_model()\"` "
@@ -189,7 +192,7 @@ class WhisperxEngine:
 def _fill_missing_times(words: list[dict], duration: float) -> list[dict]:
     """Words the aligner could not place (digits, symbols) get the gap between their neighbours and
     probability 0."""
-    filled = []
+    filled: list[dict] = []
     for i, w in enumerate(words):
         if w["start"] is None or w["end"] is None:
             before = filled[-1]["end"] if filled else 0.0
@@ -199,7 +202,13 @@ def _fill_missing_times(words: list[dict], duration: float) -> list[dict]:
     return filled
 
 
-ENGINES = {"whisperx": WhisperxEngine, "faster_whisper": FasterWhisperEngine}
+class Engine(Protocol):
+    name: str  # the engine and its version, reported in done.json
+
+    def transcribe(self, clip: np.ndarray) -> tuple[list[dict], str]: ...
+
+
+ENGINES: dict[str, Callable[[dict], Engine]] = {"whisperx": WhisperxEngine, "faster_whisper": FasterWhisperEngine}
 
 
 # ----------------------------------------------------------------------------- protocol

@@ -11,7 +11,9 @@ from mixc.build.cache import Cache
 from mixc.build.compile import Result, compile_spec
 from mixc.lang.lower import load
 
-WORDS = ["the", "river", "city", "north", "coast", "trade", "grain", "iron", "port", "hills", "winter", "rain", "market", "people", "language", "capital", "island", "border", "forest", "valley", "summer", "road", "bridge", "harbour", "mountain", "salt", "wool"]
+WORDS = ["the", "river", "city", "north", "coast", "trade", "grain", "iron", "port", "hills", "winter", "rain",
+         "market", "people", "language", "capital", "island", "border", "forest", "valley", "summer", "road", "bridge",
+         "harbour", "mountain", "salt", "wool"]
 
 TWO_SOURCES = """\
 seed = 5

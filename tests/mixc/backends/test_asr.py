@@ -152,7 +152,10 @@ def test_model_revision_names_the_exact_weights(tmp_path):
 # ----------------------------------------------------------------------------- worker protocol
 
 
-def worker(cfg: Asr = Asr(backend="whisperx"), python: str = sys.executable) -> WorkerAsr:
+WHISPERX = Asr(backend="whisperx")
+
+
+def worker(cfg: Asr = WHISPERX, python: str = sys.executable) -> WorkerAsr:
     return WorkerAsr(cfg, python, engine="faster_whisper")
 
 
@@ -189,7 +192,8 @@ def test_whisperx_python_from_the_environment(monkeypatch):
     assert isinstance(backend, WorkerAsr) and backend.python == sys.executable
 
 
-@pytest.mark.skipif(not os.environ.get(WHISPERX_PYTHON_ENV), reason=f"the real whisperx worker needs its own ~7 GB environment and model caches: set "
+@pytest.mark.skipif(not os.environ.get(WHISPERX_PYTHON_ENV),
+                    reason=f"the real whisperx worker needs its own ~7 GB environment and model caches: set "
                     f"{WHISPERX_PYTHON_ENV} to run it (its protocol is tested above with the faster_whisper engine)")
 def test_real_whisperx_worker(conv, turns):
     """The real engine, where a whisperx environment is given (about a minute: torch imports)."""

@@ -118,8 +118,8 @@ def test_no_speech_no_turns(diarizer):
 
 
 def test_join_pieces_joins_one_speaker_within_a_region():
-    pieces = [SpeakerPiece(4.0, 5.0, 7, 2), SpeakerPiece(0.0, 1.0, 3, 0), SpeakerPiece(1.2, 2.0, 3, 0), SpeakerPiece(2.2, 3.0, 7, 0),
-              SpeakerPiece(3.5, 4.0, 7, 1)]
+    pieces = [SpeakerPiece(4.0, 5.0, 7, 2), SpeakerPiece(0.0, 1.0, 3, 0), SpeakerPiece(1.2, 2.0, 3, 0),
+              SpeakerPiece(2.2, 3.0, 7, 0), SpeakerPiece(3.5, 4.0, 7, 1)]
     assert join_pieces(pieces) == [Turn(0.0, 2.0, "S0"), Turn(2.2, 3.0, "S1"), Turn(3.5, 4.0, "S1"),
                                    Turn(4.0, 5.0, "S1")]
 

@@ -27,15 +27,18 @@ def test_golden_ir(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_hash_ignores_comments_and_layout(tmp_path: Path) -> None:
-    (tmp_path / "a.mix").write_text('source t : text { files = "x/*.txt" }\nmixture { 100% t }\nbudget { tokens = 1M }\n')
+    (tmp_path / "a.mix").write_text('source t : text { files = "x/*.txt" }\n'
+                                    'mixture { 100% t }\nbudget { tokens = 1M }\n')
     (tmp_path / "b.mix").write_text('# same thing\nbudget {\n  tokens = 1_000_000  # a million\n}\n\n'
                                     'mixture {\n  100% t\n}\nsource t : text {\n  files = ["x/*.txt"]\n}\n')
     assert load(tmp_path / "a.mix").ir.content_hash() == load(tmp_path / "b.mix").ir.content_hash()
 
 
 def test_hash_changes_with_meaning(tmp_path: Path) -> None:
-    (tmp_path / "a.mix").write_text('source t : text { files = "x/*.txt" }\nmixture { 100% t }\nbudget { tokens = 1M }\n')
-    (tmp_path / "b.mix").write_text('source t : text { files = "x/*.txt" }\nmixture { 100% t }\nbudget { tokens = 2M }\n')
+    (tmp_path / "a.mix").write_text('source t : text { files = "x/*.txt" }\n'
+                                    'mixture { 100% t }\nbudget { tokens = 1M }\n')
+    (tmp_path / "b.mix").write_text('source t : text { files = "x/*.txt" }\n'
+                                    'mixture { 100% t }\nbudget { tokens = 2M }\n')
     assert load(tmp_path / "a.mix").ir.content_hash() != load(tmp_path / "b.mix").ir.content_hash()
 
 

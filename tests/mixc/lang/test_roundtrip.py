@@ -63,7 +63,8 @@ def specs(draw) -> str:
         entries = [f"{s}% {n}" for s, n in zip(parts, names)]
     sampling = draw(st.sampled_from(["deterministic", "stochastic(p=0.5)", "stochastic(0.25, first=any)"]))
     budget = draw(st.sampled_from(["tokens = 1.67T", "tokens = 10M", "steps = 200K", "steps = 300"]))
-    train = f"train {{ batch = {draw(st.integers(1, 1024))} optimizer {{ lr = {draw(st.sampled_from(['3e-4', '0.001', '1e-3']))} }} }}"
+    batch, lr = draw(st.integers(1, 1024)), draw(st.sampled_from(["3e-4", "0.001", "1e-3"]))
+    train = f"train {{ batch = {batch} optimizer {{ lr = {lr} }} }}"
     seed = f"seed = {draw(st.integers(0, 2 ** 31))}"
     return "\n".join([seed, *blocks, f"interleave {{ sampling = {sampling} loss = text_only }}",
                       f"mixture {{ {' '.join(entries)} }}", f"budget {{ {budget} }}", train]) + "\n"

@@ -7,8 +7,9 @@ from mixc.lang.units import UnitError, convert, format_count, format_duration, f
 
 
 @pytest.mark.parametrize("raw,unit,value", [
-    ("250ms", Unit.DURATION, Decimal("0.25")), ("2min", Unit.DURATION, Decimal(120)), ("1h", Unit.DURATION, Decimal(3600)),
-    ("1.67T", Unit.COUNT, Decimal("1.67e12")), ("32K", Unit.COUNT, Decimal(32000)), ("16_384", Unit.COUNT, Decimal(16384)),
+    ("250ms", Unit.DURATION, Decimal("0.25")), ("2min", Unit.DURATION, Decimal(120)),
+    ("1h", Unit.DURATION, Decimal(3600)), ("1.67T", Unit.COUNT, Decimal("1.67e12")),
+    ("32K", Unit.COUNT, Decimal(32000)), ("16_384", Unit.COUNT, Decimal(16384)),
     ("60%", Unit.PERCENT, Decimal("0.6")), ("12.5Hz", Unit.FREQUENCY, Decimal("12.5")),
     ("64MiB", Unit.BYTES, Decimal(64 * 2 ** 20)), ("3e-4", Unit.NUMBER, Decimal("0.0003")),
     ("50%", Unit.NUMBER, Decimal("0.5")),

@@ -42,11 +42,13 @@ def speech(tmp_path_factory):
             parts.append(wav)
             t += len(wav) / SAMPLE_RATE
         wav = np.concatenate(parts)
-        cache.items.put("ingest", f"audio{rec}", ".flac", lambda tmp, w=wav: sf.write(tmp, w, SAMPLE_RATE, format="FLAC"))
+        cache.items.put("ingest", f"audio{rec}", ".flac",
+                        lambda tmp, w=wav: sf.write(tmp, w, SAMPLE_RATE, format="FLAC"))
     (root / "filter").mkdir()
     UtteranceTable.write(root / "filter", rows)
     chunks = pl.DataFrame(rows).with_row_index("chunk").with_columns(
-        pl.col("chunk").cast(pl.Int64), pl.col("utt").alias("index"), pl.col("rec").rank("dense").cast(pl.Int64).alias("doc") - 1)
+        pl.col("chunk").cast(pl.Int64), pl.col("utt").alias("index"),
+        pl.col("rec").rank("dense").cast(pl.Int64).alias("doc") - 1)
     (root / "chunk").mkdir()
     ChunkManifest.write(root / "chunk", chunks)
     return root, cache, rows
