@@ -20,4 +20,6 @@ if command -v uv >/dev/null 2>&1; then uv=(uv); else
   python3 -m pip install --quiet uv
   uv=(python3 -m uv)
 fi
-"${uv[@]}" sync --quiet
+# byte-compile once here (imports of torch, streaming and composer cost seconds each without .pyc
+# files where Python cannot write them), not on every `uv run`
+"${uv[@]}" sync --quiet --compile-bytecode

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from mixc import ir
+from mixc.ir import IrPath
 from mixc.lang.diagnostics import Diagnostic, Span, error, sort_key, warning
 from mixc.lang.lower import Lowered, did_you_mean, load
 from mixc.planfile import MAX_VOCAB
@@ -22,6 +23,8 @@ MAX_SEQ_LEN = (1 << 31) - 1
 MARKERS = 4  # at most <audio> </audio> <text> </text>
 MIN_FSQ_LEVEL = 3  # FSQ with level 2 needs its symmetric mode, which the tokenizer does not use
 TOKEN_RATE = 12.5  # Hz: 16 kHz, 100 mel frames/s, 8x downsampling
+
+Problem = tuple[IrPath, str, str | None]  # a value out of range: where, what is wrong, a hint
 
 
 def _kind_of(spec: ir.Spec, name: str) -> str | None:
@@ -48,7 +51,7 @@ def _wanted(kinds: tuple[str, ...]) -> str:
 
 
 def check_refs(low: Lowered) -> Iterator[Diagnostic]:
-    spec = low.ir
+    spec = low.spec
     names = list(spec.sources) + list(spec.generators)
     for use in low.refs:
         if use.name in low.failed_names:
@@ -69,7 +72,7 @@ def check_refs(low: Lowered) -> Iterator[Diagnostic]:
 
 def check_name_clash(low: Lowered) -> Iterator[Diagnostic]:
     """Sources and generators share one namespace: the mixture names them alike."""
-    spec = low.ir
+    spec = low.spec
     for name in sorted(set(spec.sources) & set(spec.generators)):
         yield error("name.duplicate", f"'{name}' names both a source and a generator",
                     low.span(("generators", name)), f"rename one of them; the source '{name}' is defined too")
@@ -83,7 +86,7 @@ def _groups(group: ir.MixGroup, path: tuple[str, ...]) -> Iterator[tuple[ir.MixG
 
 
 def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
-    spec = low.ir
+    spec = low.spec
     if low.failed_under(("mixture",)):
         return
     if not spec.mixture.members:
@@ -116,7 +119,7 @@ def check_mixture(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_repeats(low: Lowered) -> Iterator[Diagnostic]:
-    for collection, items in (("sources", low.ir.sources), ("generators", low.ir.generators)):
+    for collection, items in (("sources", low.spec.sources), ("generators", low.spec.generators)):
         for name, item in items.items():
             cap = getattr(item, "max_repeats", None)
             if cap is not None and cap <= 0:
@@ -125,21 +128,23 @@ def check_repeats(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_sampling(low: Lowered) -> Iterator[Diagnostic]:
-    sampling = low.ir.interleave.sampling
+    sampling = low.spec.interleave.sampling
     if isinstance(sampling, ir.Stochastic) and not 0 < sampling.p < 1:
         yield error("interleave.p", f"sampling probability p must lie strictly between 0 and 1, found {sampling.p:g}",
                     low.span(("interleave", "sampling", "p")),
                     "p is the chance that a chunk is audio; use 0.5 for the paper's stochastic setting")
 
 
-def _ranges(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
+def _ranges(spec: ir.Spec) -> Iterator[Problem]:
     for name, source in spec.sources.items():
         if isinstance(source, ir.AudioSource):
             base = ("sources", name)
             if not 0 < source.vad.threshold < 1:
-                yield base + ("vad", "threshold"), "vad threshold must lie between 0 and 1", "the paper-style default is 0.5"
+                yield (base + ("vad", "threshold"), "vad threshold must lie between 0 and 1",
+                       "the paper-style default is 0.5")
             if source.filters.min_duration >= source.filters.max_duration:
-                yield base + ("filters", "max_duration"), "filters: max_duration must exceed min_duration", "raise max_duration"
+                yield (base + ("filters", "max_duration"), "filters: max_duration must exceed min_duration",
+                       "raise max_duration")
             chunk = source.chunk
             if getattr(chunk, "min", 0) >= chunk.max:
                 yield base + ("chunk", "max"), "chunk max must exceed chunk min", "fine chunks default to 1s..20s"
@@ -176,34 +181,36 @@ def _ranges(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
 
 
 def _vocabulary(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
-    """Sizes no token dtype can hold: the joint vocabulary (text + audio codes + markers) must fit
-    the widest dtype a shard stores (uint32)."""
+    """Sizes no token dtype can hold: the joint vocabulary (text, then audio codes and markers when
+    the mixture has speech) must fit the widest dtype a shard stores (uint32)."""
     text, audio = spec.tokenizers.text, spec.tokenizers.audio
-    codes = math.prod(audio.levels) if isinstance(audio, ir.FsqTokenizer) else \
+    speech = any(isinstance(spec.sources.get(leaf.name), ir.AudioSource) or leaf.name in spec.generators
+                 for leaf in spec.mixture.leaves())
+    codes = 0 if not speech else math.prod(audio.levels) if isinstance(audio, ir.FsqTokenizer) else \
         audio.codebook if isinstance(audio, ir.KmeansTokenizer) else 0
     words = text.vocab if isinstance(text, ir.BpeTokenizer) else 0
-    total = words + codes + MARKERS
+    total = words + codes + (MARKERS if speech else 0)
     if total <= MAX_VOCAB:
         return
     where = ("tokenizers", "text", "vocab") if words >= codes else \
         ("tokenizers", "audio", "levels" if isinstance(audio, ir.FsqTokenizer) else "codebook")
-    yield (where, f"a joint vocabulary of {total:,} ids (text {words:,} + audio codes {codes:,} + markers) does not "
-           f"fit the widest token dtype (uint32: {MAX_VOCAB:,} ids)",
-           "text vocabularies hold 32K-256K tokens and audio codebooks 1K-64K codes")
+    parts = f"text {words:,}" + (f" + audio codes {codes:,} + markers" if speech else "")
+    yield (where, f"a vocabulary of {total:,} ids ({parts}) does not fit the widest token dtype "
+           f"(uint32: {MAX_VOCAB:,} ids)", "text vocabularies hold 32K-256K tokens and audio codebooks 1K-64K codes")
 
 
 def check_ranges(low: Lowered) -> Iterator[Diagnostic]:
-    for path, message, hint in _ranges(low.ir):
+    for path, message, hint in _ranges(low.spec):
         yield error("value.range", message, low.span(path), hint)
 
 
 def check_backends(low: Lowered) -> Iterator[Diagnostic]:
-    for name, source in low.ir.sources.items():
+    for name, source in low.spec.sources.items():
         if isinstance(source, ir.AudioSource) and source.diarize.backend == "pyannote" and not source.diarize.model:
             yield error("backend.model", f"source '{name}': the pyannote diarizer needs a model",
                         low.span(("sources", name, "diarize")),
                         'add `model = "/path/to/pipeline"` (a local folder, or a hub id already in your cache)')
-    for name, gen in low.ir.generators.items():
+    for name, gen in low.spec.generators.items():
         tts = gen.tts
         path = ("generators", name, "tts", "voices")
         if not tts.voices:
@@ -219,7 +226,7 @@ def check_backends(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
-    spec = low.ir
+    spec = low.spec
     text = spec.tokenizers.text
     used = {leaf.name for leaf in spec.mixture.leaves()}
     if isinstance(text, ir.BpeTokenizer) and not text.train_on and not any(
@@ -235,7 +242,7 @@ def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_budget_declared(low: Lowered) -> Iterator[Diagnostic]:
-    spec = low.ir
+    spec = low.spec
     b = spec.budget
     if low.failed_under(("budget",)):
         return
@@ -251,7 +258,7 @@ def check_budget_declared(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_unused(low: Lowered) -> Iterator[Diagnostic]:
-    spec = low.ir
+    spec = low.spec
     if not spec.mixture.members:
         return
     used = {leaf.name for leaf in spec.mixture.leaves()}

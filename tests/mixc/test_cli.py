@@ -136,3 +136,21 @@ def test_every_subcommand_has_complete_help(command):
     for line in options.splitlines():
         if line.strip().startswith("--") and "--help" not in line:
             assert len(line.split()) > 1, f"option without help: {line}"
+
+
+def test_compile_prints_a_line_per_stage_when_stderr_is_not_a_terminal(tmp_path):
+    """CI logs and `nohup` runs: one line when a stage starts building, one when it is done."""
+    from tests.mixc.workspace import write_corpus
+    (tmp_path / "pyproject.toml").write_text("")
+    write_corpus(tmp_path)
+    (tmp_path / "s.mix").write_text('source news : text { files = "data/news/*.jsonl" }\n'
+                                    "tokenizer text : bpe { vocab = 300 }\npack { seq_len = 32 }\n"
+                                    "mixture { 100% news }\nbudget { steps = 2 }\ntrain { batch = 2 }\n")
+    first = mixc("compile", "s.mix", "--cache-dir", "cache", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr.splitlines()
+    assert "mixc: [1/5] read:news: building (documents)" in lines
+    assert any(line.startswith("mixc: [1/5] read:news: built in ") and "183 in, 183 out" in line for line in lines)
+    assert sum(": built in " in line for line in lines) == 5
+    again = mixc("compile", "s.mix", "--cache-dir", "cache", cwd=tmp_path)
+    assert again.stderr.count(": from the cache") == 5 and "building" not in again.stderr

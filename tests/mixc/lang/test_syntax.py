@@ -52,3 +52,11 @@ def test_named_syntax_errors(text: str, code: str) -> None:
     with pytest.raises(SpecError) as info:
         parse(text, "t.mix")
     assert info.value.diagnostics[0].code == code
+
+
+def test_a_byte_order_mark_is_not_part_of_the_spec() -> None:
+    """Windows editors start UTF-8 files with U+FEFF: it is dropped, and columns stay 1-based."""
+    from mixc.lang.syntax import decode
+    spec = parse(decode("bom.mix", b"\xef\xbb\xbfseed = 1\n"), "bom.mix")
+    assert isinstance(spec.items[0], Field) and spec.items[0].name.span.col == 1
+    assert spec.text == "seed = 1\n"
