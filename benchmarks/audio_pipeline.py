@@ -29,7 +29,6 @@ Exits 0; it is a benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -77,36 +76,33 @@ def compile_spec(root: Path, name: str, text: str, workers: int):
     return run(low, name, root / "out" / name, Cache(root / "cache"), workers)
 
 
-def item(cache, kind: str, run, key: str):
-    from mixc.stages.items import item_file
-    return json.loads(item_file(cache.items, run.path, key).read_text())
-
-
 def quality(root: Path, result) -> dict:
     """DER, speaker counts, WER and boundary recall of one compile against the truth files."""
     import polars as pl
 
-    from mixc.audio import Turn
+    from mixc.audio import Turn, Utterance
     from mixc.build.cache import Cache
     from mixc.demo.audio import read_truth
     from mixc.demo.scoring import boundary_recall, der, speaker_changes, speaker_count_correct, wer
-    from mixc.stages.items import read_recordings
+    from mixc.stages.chunk import ChunkManifest
+    from mixc.stages.items import RecordingManifest, read_records
 
     cache, runs = Cache(root / "cache"), result.runs
-    diarized = {r["rec"]: r for r in read_recordings(runs["diarize:web"].path)}
-    transcribed = {r["rec"]: r for r in read_recordings(runs["asr:web"].path)}
-    chunks = pl.read_parquet(runs["chunk:web"].path / "chunks.parquet")
+    diarize, asr = RecordingManifest.read(runs["diarize:web"].path), RecordingManifest.read(runs["asr:web"].path)
+    diarized = {r["rec"]: r for r in diarize.rows}
+    transcribed = {r["rec"]: r for r in asr.rows}
+    chunks = ChunkManifest.read(runs["chunk:web"].path)
     ders, weights, counts, refs, hyps, recalls = [], [], [], [], [], []
-    for row in read_recordings(runs["ingest:web"].path):
+    for row in RecordingManifest.read(runs["ingest:web"].path).rows:
         truth = read_truth(root / row["path"])
-        turns = [Turn(s, e, spk) for s, e, spk in item(cache, "diarize", runs["diarize:web"],
-                                                       diarized[row["rec"]]["item"])]
+        turns = read_records(diarize.item_path(cache.items, diarized[row["rec"]]), Turn)
         ders.append(der(truth.turns, turns))
         weights.append(sum(t.end - t.start for t in truth.turns))
         counts.append(speaker_count_correct(truth.turns, turns))
-        utts = item(cache, "asr", runs["asr:web"], transcribed[row["rec"]]["item"]) if row["rec"] in transcribed else []
+        utts = read_records(asr.item_path(cache.items, transcribed[row["rec"]]), Utterance) \
+            if row["rec"] in transcribed else []
         refs.append(" ".join(t.text for t in truth.turns))
-        hyps.append(" ".join(u["text"] for u in utts))
+        hyps.append(" ".join(u.text for u in utts))
         mine = chunks.filter(pl.col("rec") == row["rec"])
         cuts = sorted(set(mine["start"].to_list()) | set(mine["end"].to_list()))
         changes = speaker_changes(truth.turns)

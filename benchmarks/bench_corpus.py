@@ -147,13 +147,26 @@ def write_spec(root: Path, vocab: str = "32K", sample: str = "100MB", seq_len: i
 
 
 def load_plan(spec_path: Path):
-    """(spec IR, stage dag) of a spec; exits when the spec does not lower."""
+    """(spec IR, stage graph, workspace root) of a spec; exits when the spec does not lower."""
     from mixc.lang.lower import load
-    from mixc.plan.dag import stages
+    from mixc.stages import graph
     low = load(spec_path)
     if not low.ok:
         raise SystemExit(f"benchmark spec does not lower: {[d.message for d in low.diagnostics]}")
-    return low.ir, stages(low.ir), low.root
+    return low.ir, graph(low.ir), low.root
+
+
+def run_stage(spec, node, inputs: dict[str, Path], out: Path, root: Path, workers: int = 1):
+    """The stage `node` (of the spec's graph) run on `inputs` (input stage id -> artifact folder) into
+    the existing folder `out`, as the executor runs it: its declared values only, its fingerprint
+    computed first. Returns its Stats."""
+    from mixc.build.execute import declared
+    from mixc.stages import REGISTRY
+    from mixc.stages.base import Context
+    stage = REGISTRY[node.kind]()
+    ctx = Context(node, declared(spec, node), inputs, out, root, workers=workers)
+    ctx.fingerprint = stage.fingerprint(ctx, spec)
+    return stage(ctx)
 
 
 def fsync_tree(folder: Path) -> None:

@@ -25,7 +25,6 @@ script always exits 0, it is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -90,6 +89,8 @@ def compile_command() -> list[str]:
 
 
 def run_compile(root: Path, workers: int, interval: float) -> dict:
+    from mixc.planfile import TrainingPlan
+
     cache = root / "cache"
     cmd = compile_command() + ["compile", "spec.mix", "--out", "out", "--workers", str(workers),
                                "--cache-dir", str(cache), "--no-progress"]
@@ -124,12 +125,12 @@ def run_compile(root: Path, workers: int, interval: float) -> dict:
     if proc.returncode:
         tail = (root / "compile.log").read_text()[-3000:]
         raise SystemExit(f"mixc compile failed ({proc.returncode}) in {root}:\n{tail}")
-    plan = json.loads((root / "out" / "plan.json").read_text())
+    plan = TrainingPlan.read(root / "out" / "plan.json")
     return {"seconds": seconds, "peak_rss": peak["rss"], "peak_anon": peak["anon"], "peak_stage": peak["stage"],
             "peak_procs": peak["procs"], "peak_per_process": peak.get("per_process", []),
             "max_hwm": usage.ru_maxrss * 1024, "stages": stages,
-            "tokens": sum(s["tokens"] for s in plan["streams"]),
-            "samples": sum(s["samples"] for s in plan["streams"])}
+            "tokens": sum(s.tokens for s in plan.streams),
+            "samples": sum(s.samples for s in plan.streams)}
 
 
 def measure(sizes: list[float], file_mb: float, workers: int, interval: float, keep: Path | None) -> dict:

@@ -31,6 +31,9 @@ COMMANDS = (("demo-data", ["demo-data"]),
 
 
 def measure() -> dict:
+    from mixc.build.cache import Cache
+    from mixc.planfile import Lock
+
     mixc = str(Path(sys.executable).with_name("mixc"))
     root = Path(tempfile.mkdtemp(prefix="mixc-demo-time-"))
     try:
@@ -44,10 +47,11 @@ def measure() -> dict:
             commands[name] = time.perf_counter() - start
             if done.returncode:
                 raise SystemExit(f"mixc {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-        lock = json.loads((root / "build" / "demo" / "mix.lock").read_text())
+        lock = Lock.read(root / "build" / "demo" / "mix.lock")
+        cache = Cache(root / "cache", create=False)
         stages = {}
-        for sid, key in lock["stage_keys"].items():
-            stats = json.loads((root / "cache" / sid.split(":")[0] / key / "stats.json").read_text())
+        for sid, key in lock.stage_keys.items():
+            stats = cache.read_stats(sid.split(":")[0], key)
             stages[sid] = {"wall_s": stats["seconds"], "cpu_s": stats.get("cpu_seconds", 0.0)}
         last = json.loads((root / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()[-1])
     finally:

@@ -20,7 +20,6 @@ markers, so the speech path should not be slower per output token. Exits 0; it i
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from bench_corpus import TextGen, best_of, emit
+from bench_corpus import TextGen, best_of, emit, run_stage
 
 CODES_PER_CHUNK, CODEBOOK = 62, 1000
 SPEC = """
@@ -58,31 +57,34 @@ def sentence(gen: TextGen, rng: np.random.Generator) -> str:
 
 
 def make_inputs(root: Path, docs: int, seed: int = 0) -> dict[str, int]:
-    """The encode artifact, a docs.parquet of the same words, and a BPE; returns counts."""
+    """The encode artifact, a `read` artifact (docs.parquet) of the same words, and a BPE; returns counts."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from mixc.stages.audio_tokens import AudioCodes
+    from mixc.stages.text import DocWriter
 
     rng = np.random.default_rng(seed)
     gen = TextGen()
-    rows, texts, codes, offsets = [], [], [], [0]
+    rows, texts, parts = [], [], []  # parts: each recording's (codes, chunk offsets within it)
     for doc in range(docs):
         n = int(np.clip(rng.lognormal(np.log(24), 0.6), 2, 400))
+        codes = []
         for index in range(n):
             rows.append({"chunk": len(rows), "doc": doc, "rec": f"{doc + 1:032x}", "path": f"a/{doc}.flac",
                          "index": index, "speaker": "S0", "start": 5.0 * index, "end": 5.0 * index + 5,
                          "text": sentence(gen, rng)})
             codes.append(rng.integers(0, CODEBOOK, CODES_PER_CHUNK, dtype=np.uint32))
-            offsets.append(offsets[-1] + CODES_PER_CHUNK)
+        parts.append((np.concatenate(codes), np.arange(n + 1, dtype=np.int64) * CODES_PER_CHUNK))
         texts.append(" ".join(r["text"] for r in rows[-n:]))
     enc = root / "encode"
     enc.mkdir(parents=True)
-    pl.DataFrame(rows).write_parquet(enc / "chunks.parquet")
-    np.concatenate(codes).tofile(enc / "codes.u32")
-    np.save(enc / "offsets.npy", np.asarray(offsets, np.int64))
-    (enc / "codes.json").write_text(json.dumps({"codebook_size": CODEBOOK, "frame_rate": 12.5}))
+    total = AudioCodes.write(enc, pl.DataFrame(rows), parts, {"codebook_size": CODEBOOK, "frame_rate": 12.5})
     read = root / "read"
     read.mkdir()
-    pl.DataFrame({"doc_id": list(range(docs)), "file": ["t/x.jsonl"] * docs, "row": list(range(docs)),
-                  "text": texts}).write_parquet(read / "docs.parquet")
+    docs_out = DocWriter(read)
+    for row, text in enumerate(texts):
+        docs_out.add("t/x.jsonl", row, text)
+    docs_out.close()
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=16_000, special_tokens=["<|eos|>", "<|pad|>"],
@@ -90,15 +92,13 @@ def make_inputs(root: Path, docs: int, seed: int = 0) -> dict[str, int]:
                                                        show_progress=False))
     (root / "tok").mkdir()
     tok.save(str(root / "tok" / "tokenizer.json"))
-    return {"docs": docs, "chunks": len(rows), "codes": int(offsets[-1]), "text_bytes": sum(len(t) for t in texts)}
+    return {"docs": docs, "chunks": len(rows), "codes": total, "text_bytes": sum(len(t) for t in texts)}
 
 
 def run(root: Path, spec, dag, sid: str, inputs: dict[str, Path], out: Path):
-    from mixc.stages import REGISTRY
-    from mixc.stages.base import Context
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    return REGISTRY[dag[sid].kind]()(Context(spec, dag[sid], inputs, out, root))
+    return run_stage(spec, dag[sid], inputs, out, root)
 
 
 def run_path(stats: dict, root: Path, spec, dag, name: str, first: str, inputs: dict[str, Path], second: str) -> None:
@@ -109,7 +109,7 @@ def run_path(stats: dict, root: Path, spec, dag, name: str, first: str, inputs: 
 
 def measure(docs: int, repeat: int) -> dict:
     from mixc.lang.lower import load
-    from mixc.plan.dag import stages
+    from mixc.stages import graph
 
     tmp = Path(tempfile.mkdtemp(prefix="mixc-interleave-"))
     try:
@@ -119,10 +119,10 @@ def measure(docs: int, repeat: int) -> dict:
         low = load(tmp / "s.mix")
         if not low.ok:
             raise SystemExit([d.message for d in low.diagnostics])
-        spec, dag = low.ir, stages(low.ir)
+        spec, dag = low.ir, graph(low.ir)
         run(tmp, spec, dag, "load_text_tokenizer:text", {}, tmp / "text-tok")
         tok = {"load_text_tokenizer:text": tmp / "text-tok"}
-        rows = {}
+        rows, speech = {}, {}
         paths = {"text path": ("tokenize:text", {"dedup:text": tmp / "read", **tok}, "pack:text"),
                  "speech path": ("interleave:web", {"encode:web": tmp / "encode", **tok}, "pack:web")}
         for name, (first, inputs, second) in paths.items():
@@ -132,7 +132,8 @@ def measure(docs: int, repeat: int) -> dict:
             rows[name] = {"seconds": seconds, "tokens": tokens, "mtok_per_s": tokens / seconds / 1e6,
                           "first_s": stats["first"].seconds, "pack_s": stats["pack"].seconds,
                           "sequences": stats["pack"].items_out}
-        speech = json.loads((tmp / "speech path-1" / "interleave.json").read_text())
+            if name == "speech path":
+                speech = stats["first"].counts  # the interleave stage's counts (its interleave.json)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows["text path"]["mtok_per_s"]

@@ -1,4 +1,4 @@
-"""How fast do the Pack and WriteShards stages turn a token stream into MDS shards, measured against a
+"""How fast do the pack and shards stages turn a token stream into MDS shards, measured against a
 bare MDSWriter loop writing the same arrays and against the disk's sequential write rate?
 
 A token stream (the `tokenize` artifact: tokens.u32, offsets.npy, doc_ids.npy, vocab.json) of
@@ -15,8 +15,9 @@ its output fsynced (as the stage cache's commit does):
 - bare MDSWriter: Streaming's `MDSWriter` writing the packed sequences from arrays built in memory
                   beforehand (tokens already in the shard dtype, mask, boundaries, lineage), with the
                   stage's columns, compression and shard size. This is the baseline.
-- pack:           the real `Pack` stage (token stream -> seqs.u32, mask.u8, boundaries, lineage).
-- shards:         the real `WriteShards` stage (packed arrays -> MDS shards).
+- pack:           the real `pack` stage, `PackStage` (token stream -> seqs.u32, mask.u8, boundaries,
+                  lineage).
+- shards:         the real `shards` stage, `ShardsStage` (packed arrays -> MDS shards).
 - pack + shards:  both, the time a compile spends from token stream to shards.
 
 The bare loop's shard files are checked to be byte-identical to the stage's, so both rows do the
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import sys
 import tempfile
@@ -39,7 +39,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_corpus import best_of, disk_write, emit, fsync_tree, load_plan, parse_count, tree_bytes, write_spec
+from bench_corpus import (
+    best_of,
+    disk_write,
+    emit,
+    fsync_tree,
+    load_plan,
+    parse_count,
+    run_stage,
+    tree_bytes,
+    write_spec,
+)
 
 TARGET = 1.5
 VOCAB, EOS, PAD = 32_000, 0, 1
@@ -47,32 +57,35 @@ SEQ_LEN = 2048
 
 
 def make_stream(folder: Path, tokens: int, seed: int = 0) -> tuple[int, int]:
-    """A token stream of about `tokens` ids written with the real TokenWriter; (docs, tokens)."""
+    """A token stream of about `tokens` ids written with the real TokenWriter (its vocabulary carried
+    from a `vocab` folder beside it, as from a tokenizer stage); (docs, tokens)."""
+    from mixc.plan.vocab import TextVocab
+    from mixc.stages.tokenizer import VocabFile
     from mixc.stages.tokens import TokenWriter
     folder.mkdir(parents=True)
+    vocab = folder.parent / "vocab"
+    vocab.mkdir()
+    VocabFile.write(vocab, TextVocab("hf", VOCAB, EOS, PAD))
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(np.log(400), 1.0, tokens // 200), 8, 32_768).astype(np.int64)
     lengths = lengths[: int(np.searchsorted(np.cumsum(lengths), tokens)) + 1]
     ids = rng.integers(2, VOCAB, int(lengths.sum()), dtype=np.uint32)
-    writer = TokenWriter(folder)
+    writer = TokenWriter(folder, vocab_from=vocab)
     pos = 0
     for doc, n in enumerate(lengths.tolist()):
         writer.add(doc, ids[pos:pos + n])
         pos += n
     writer.close()
-    (folder / "vocab.json").write_text(json.dumps({"kind": "hf", "size": VOCAB, "eos": EOS, "pad": PAD}) + "\n")
     return len(lengths), pos
 
 
 def bare_arrays(packed: Path, dtype: str) -> dict[str, list | np.ndarray]:
     """The pack artifact as in-memory arrays ready for MDSWriter (tokens already in the shard dtype)."""
-    seqs = np.fromfile(packed / "seqs.u32", np.uint32).reshape(-1, SEQ_LEN).astype(dtype)
-    mask = np.fromfile(packed / "mask.u8", np.uint8).reshape(-1, SEQ_LEN)
-    out: dict[str, list | np.ndarray] = {"tokens": seqs, "loss_mask": mask}
-    for name in ("boundaries", "lineage"):
-        flat, idx = np.load(packed / f"{name}.npy"), np.load(packed / f"{name}_idx.npy")
-        out[name] = [flat[idx[i]:idx[i + 1]].copy() for i in range(len(idx) - 1)]
-    return out
+    from mixc.stages.pack import PackedSequences
+    seqs = PackedSequences.open(packed)
+    return {"tokens": seqs.tokens(0, seqs.count).astype(dtype), "loss_mask": seqs.masks(0, seqs.count),
+            "boundaries": [seqs.boundaries_of(i).copy() for i in range(seqs.count)],
+            "lineage": [seqs.lineage_of(i).copy() for i in range(seqs.count)]}
 
 
 def bare_write(out: Path, arrays: dict, columns: dict, compression: str | None, size: int) -> None:
@@ -95,10 +108,9 @@ def digest_tree(folder: Path) -> str:
 
 def measure(tokens: int, repeat: int, keep: Path | None) -> dict:
     from mixc.plan.vocab import layout
-    from mixc.stages import Pack, WriteShards
-    from mixc.stages.base import Context
-    from mixc.stages.shards import STREAM, columns
-    from mixc.stages.tokenizer import read_vocab
+    from mixc.stages.pack import PackedSequences
+    from mixc.stages.shards import MDS, columns
+    from mixc.stages.tokenizer import VocabFile
 
     start = time.perf_counter()
     import streaming  # noqa: F401  (first import: torch and more; paid once per compile, kept out of the rows)
@@ -119,14 +131,14 @@ def measure(tokens: int, repeat: int, keep: Path | None) -> dict:
             folder.mkdir()
 
         def run_pack() -> None:
-            Pack()(Context(spec, pack_stage, {pack_stage.inputs[0]: stream}, packed, root))
+            run_stage(spec, pack_stage, {pack_stage.inputs[0]: stream}, packed, root)
             fsync_tree(packed)
 
         def run_shards() -> None:
-            WriteShards()(Context(spec, shard_stage, {shard_stage.inputs[0]: packed}, shards, root))
+            run_stage(spec, shard_stage, {shard_stage.inputs[0]: packed}, shards, root)
             fsync_tree(shards)
 
-        dtype = layout(spec, read_vocab(stream)).dtype
+        dtype = layout(VocabFile.read(stream), None, spec.interleave.markers).dtype  # a text stream: no audio
         compression = None if spec.shards.compression == "none" else spec.shards.compression
         bare, disk = tmp / "bare", tmp / "disk.bin"
         arrays: dict = {}
@@ -150,8 +162,8 @@ def measure(tokens: int, repeat: int, keep: Path | None) -> dict:
                     arrays.update(bare_arrays(packed, dtype))
         seconds["pack + shards"] = seconds["pack"] + seconds["shards"]
         written["bare MDSWriter"] = tree_bytes(bare)
-        identical = digest_tree(bare) == digest_tree(shards / STREAM)
-        sequences = json.loads((packed / "pack.json").read_text())["sequences"]
+        identical = digest_tree(bare) == digest_tree(shards / MDS)
+        sequences = PackedSequences.open(packed).count
         arrays.clear()
         # last and back to back: this VM's disk writes blocks it has just freed several times faster
         # than new ones, and the best of N rewrites is the fastest rate it offers

@@ -66,12 +66,14 @@ def main() -> int:
     rows = {}
     for name, (command, case_env) in cases.items():
         seconds, err = timed(command, case_env, args.repeat)
-        rows[name] = {"seconds": round(seconds, 3), "compiles": "Bytecode compiled" in err}
+        rows[name] = {"seconds": seconds, "compiles": "Bytecode compiled" in err}
     base = rows["python"]["seconds"]
     for row in rows.values():
         row["vs_python"] = round(row["seconds"] / base, 1)
-    report = {"repeat": args.repeat, "rows": rows,
-              "before_over_now": round(rows["uv run (before)"]["seconds"] / rows["uv run (now)"]["seconds"], 1)}
+    before_over_now = rows["uv run (before)"]["seconds"] / rows["uv run (now)"]["seconds"]
+    for row in rows.values():
+        row["seconds"] = round(row["seconds"], 3)
+    report = {"repeat": args.repeat, "rows": rows, "before_over_now": round(before_over_now, 1)}
 
     def table(r: dict) -> None:
         print(f"startup, median of {r['repeat']} runs (baseline: the interpreter alone)")

@@ -1,8 +1,8 @@
-"""How fast does the Tokenize stage encode text, per core, measured against the `tokenizers` library's
+"""How fast does the tokenize stage encode text, per core, measured against the `tokenizers` library's
 own `Tokenizer.encode_batch` on the same texts, and how does it scale from 1 to 2 workers?
 
 Setup (untimed): `--mb` MB of generated English-like jsonl text (benchmarks/bench_corpus.py) is read
-by the real `ReadText` stage into docs.parquet, and the real `TrainBpe` stage trains a byte-level BPE
+by the real `read` stage into docs.parquet, and the real `train_bpe` stage trains a byte-level BPE
 of `--vocab` ids on it (sample: the spec default, 100 MB, or the whole corpus when smaller).
 
 Then, best of N runs each, every row in a fresh subprocess so that its thread settings hold:
@@ -12,7 +12,7 @@ Then, best of N runs each, every row in a fresh subprocess so that its thread se
   the per-core baseline.
 - encode_batch, default threads: the same with Rayon's default pool (one thread per core), the
   library's best wall-clock rate on this machine.
-- Tokenize stage, W workers: the real stage (docs.parquet -> tokens.u32/offsets/doc_ids) with
+- tokenize stage, W workers: the real `TokenizeStage` (docs.parquet -> tokens.u32/offsets/doc_ids) with
   `workers` = W, as `mixc compile --workers W` runs it: with default threads (each process's
   encode_batch also uses Rayon) and with RAYON_NUM_THREADS=1 (one thread per worker process).
 
@@ -41,7 +41,7 @@ from pathlib import Path
 from bench_corpus import emit
 
 TARGET = 0.8
-BATCH_DOCS = 256  # Tokenize.batch_docs, asserted below
+BATCH_DOCS = 256  # TokenizeStage.batch_docs, asserted below
 
 
 def _cpu() -> float:
@@ -63,12 +63,19 @@ def _timed(repeat: int, fn, reset=None) -> tuple[float, float]:
     return best
 
 
+def read_texts(folder: Path) -> list[str]:
+    """Every document's text of a `read` artifact, in order."""
+    from mixc.stages.text import Documents
+    return [t for batch in Documents.batches(folder, ("text",)) for t in batch.column(0).to_pylist()]
+
+
 def child_encode(work: Path, repeat: int) -> dict:
     import numpy as np
-    import pyarrow.parquet as pq
     from tokenizers import Tokenizer
-    texts = pq.read_table(work / "read" / "docs.parquet", columns=["text"]).column(0).to_pylist()
-    tok = Tokenizer.from_file(str(work / "bpe" / "tokenizer.json"))
+
+    from mixc.stages.tokenizer import tokenizer_file
+    texts = read_texts(work / "read")
+    tok = Tokenizer.from_file(str(tokenizer_file(work / "bpe")))
 
     def encode() -> None:
         for i in range(0, len(texts), BATCH_DOCS):
@@ -83,12 +90,13 @@ def child_encode(work: Path, repeat: int) -> dict:
 
 
 def child_stage(work: Path, repeat: int, workers: int) -> dict:
+    import numpy as np
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_corpus import load_plan
+    from bench_corpus import load_plan, run_stage
 
-    from mixc.stages import Tokenize
-    from mixc.stages.base import Context
-    assert Tokenize.batch_docs == BATCH_DOCS
+    from mixc.stages import TokenizeStage
+    from mixc.stages.tokens import TokenStream
+    assert TokenizeStage.batch_docs == BATCH_DOCS
     spec, dag, root = load_plan(work / "ws" / "spec.mix")
     stage = dag["tokenize:bench"]
     out = work / f"tokenize-{os.getpid()}"
@@ -98,8 +106,8 @@ def child_stage(work: Path, repeat: int, workers: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
 
-    wall, cpu = _timed(repeat, lambda: Tokenize()(Context(spec, stage, inputs, out, root, workers)), fresh)
-    digest = hashlib.sha256((out / "tokens.u32").read_bytes()).hexdigest()
+    wall, cpu = _timed(repeat, lambda: run_stage(spec, stage, inputs, out, root, workers), fresh)
+    digest = hashlib.sha256(np.asarray(TokenStream.open(out).tokens).tobytes()).hexdigest()
     shutil.rmtree(out, ignore_errors=True)
     return {"wall": wall, "cpu": cpu, "digest": digest}
 
@@ -130,24 +138,22 @@ def run_child(work: Path, repeat: int, mode: str, workers: int, threads: str | N
 
 def setup(work: Path, mb: float, vocab: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_corpus import load_plan, write_jsonl_corpus, write_spec
+    from bench_corpus import load_plan, run_stage, write_jsonl_corpus, write_spec
 
-    from mixc.stages import ReadText, TrainBpe
-    from mixc.stages.base import Context
+    from mixc.stages.tokenizer import VocabFile
     spec_path = write_spec(work / "ws", vocab=vocab)
     files, _ = write_jsonl_corpus(work / "ws" / "data", int(mb * 1e6), 16_000_000)
     spec, dag, root = load_plan(spec_path)
     (work / "read").mkdir()
     (work / "bpe").mkdir()
-    read = ReadText()(Context(spec, dag["read:bench"], {}, work / "read", root))
+    read = run_stage(spec, dag["read:bench"], {}, work / "read", root)
     bpe_stage = dag["train_bpe:text"]
     start = time.perf_counter()
-    TrainBpe()(Context(spec, bpe_stage, {bpe_stage.inputs[0]: work / "read"}, work / "bpe", root, 2))
+    run_stage(spec, bpe_stage, {bpe_stage.inputs[0]: work / "read"}, work / "bpe", root, workers=2)
     train = time.perf_counter() - start
-    import pyarrow.parquet as pq
-    texts = pq.read_table(work / "read" / "docs.parquet", columns=["text"]).column(0).to_pylist()
+    texts = read_texts(work / "read")
     return {"files": files, "docs": read.items_out, "bytes": sum(len(t.encode()) for t in texts),
-            "vocab": json.loads((work / "bpe" / "vocab.json").read_text())["size"], "train_seconds": train,
+            "vocab": VocabFile.read(work / "bpe").size, "train_seconds": train,
             "sample_bytes": spec.tokenizers.text.sample}
 
 
