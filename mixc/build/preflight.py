@@ -1,0 +1,96 @@
+"""What can be known before building, and reported as located errors: the checks `mixc check` runs
+on top of the language's, and `mixc compile` runs before its first stage, so the two agree.
+
+- the budget against the data found (with sizes estimated from file metadata): a leaf whose needed
+  passes exceed its `max_repeats` makes the budget infeasible;
+- stages this mixc cannot run yet (synthetic generators);
+- model weights a stage needs that are not on this machine (found, never read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mixc import ir
+from mixc.build.execute import StageFailed, declared, error_field
+from mixc.errors import MissingWeights
+from mixc.lang.check import check_file
+from mixc.lang.diagnostics import Diagnostic, Severity, error, sort_key
+from mixc.lang.lower import Lowered
+from mixc.plan import budget
+from mixc.plan.dag import StageGraph, StageNode, subject_block
+from mixc.plan.sizes import SourceSize, estimate
+from mixc.stages import REGISTRY, graph
+
+
+def not_runnable(low: Lowered, nodes: list[StageNode]) -> list[Diagnostic]:
+    """One error per source or generator whose stages this mixc cannot run yet; the stages of a
+    generator's pages are named with the generator."""
+    spec = low.spec
+    leaves = budget.leaf_shares(spec.mixture)
+    by_subject: dict[str, list[str]] = {}
+    for node in nodes:
+        if isinstance(spec.sources.get(node.subject), ir.HtmlSource):
+            for name, gen in spec.generators.items():
+                if gen.pages == node.subject and name in leaves:
+                    by_subject.setdefault(name, []).append(f"{node.kind} ({node.subject})")
+        else:
+            by_subject.setdefault(node.subject, []).append(node.kind)
+    return [error("stage.not-runnable", f"'{subject}' needs stages this mixc cannot run yet: {', '.join(kinds)}",
+                  low.span(subject_block(spec, subject)) or low.span(("mixture",)),
+                  "synthetic generators are planned but not built yet: drop this leaf from the mixture to compile")
+            for subject, kinds in by_subject.items()]
+
+
+def stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
+    """A failed stage's message, at the spec field that decided it (else its subject's block)."""
+    where = low.span(exc.field) or low.span(subject_block(low.spec, exc.node.subject))
+    return error(f"stage.{exc.node.kind}", exc.message, where, exc.hint)
+
+
+def preflight(low: Lowered, stages: StageGraph) -> list[Diagnostic]:
+    """What a compile would refuse before building anything: stages this mixc cannot run, and model
+    weights that are not on this machine (found, not read). `mixc check` runs it too, so the two
+    agree."""
+    diags = not_runnable(low, [n for n in stages.values() if not n.runnable])
+    for node in stages.values():
+        if node.runnable and REGISTRY[node.kind].weights:
+            try:
+                REGISTRY[node.kind].locate_weights(declared(low.spec, node))
+            except MissingWeights as exc:
+                diags.append(stage_error(low, StageFailed(node, exc, error_field(low.spec, node, exc))))
+    return diags
+
+
+def feasibility(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnostic]:
+    """With sizes known, a leaf whose needed repeats exceed its cap makes the budget infeasible."""
+    spec = low.spec
+    available = {n: s.tokens for n, s in sizes.items() if s.tokens}
+    for name, needed in budget.repeats_needed(spec, available).items():
+        cap = budget.repeat_cap(spec, name)
+        if needed is None or cap is None or cap <= 0 or needed <= cap:
+            continue
+        yield error("budget.infeasible",
+                    f"the budget needs {needed:.1f} passes over '{name}' but max_repeats is {cap:g}",
+                    low.span(subject_block(spec, name) + ("max_repeats",)) or low.span(("mixture",)),
+                    f"'{name}' holds ~{available[name]:,.0f} tokens; lower the budget or its share, "
+                    "raise the cap, or add data")
+
+
+
+
+def needs_sizes(spec: ir.Spec) -> bool:
+    """Sizes are worth scanning only when some leaf has a repeat cap."""
+    return any(budget.repeat_cap(spec, n) is not None for n in budget.leaf_shares(spec.mixture))
+
+
+def check_spec(path: str, with_sizes: bool = True) -> tuple[Lowered, list[Diagnostic]]:
+    """Everything `mixc check` reports: the language's checks and, on a spec they find no error in,
+    the budget against the data found (when a repeat cap makes it matter) and the preflight."""
+    low, diags = check_file(path)
+    if low.ok and not any(d.severity is Severity.ERROR for d in diags):
+        spec = low.spec
+        if with_sizes and needs_sizes(spec):
+            diags += feasibility(low, estimate(spec, low.root))
+        diags += preflight(low, graph(spec))
+    return low, sorted(diags, key=sort_key)
