@@ -25,8 +25,18 @@ from mixc.lang.lower import Lowered
 from mixc.plan import budget
 from mixc.plan.dag import subject_block
 from mixc.plan.vocab import Layout, layout
-from mixc.planfile import (Lock, ModelPlan, OptimizerPlan, SchedulePlan, ShardLock, StreamPlan, TrainerPlan,
-                           TrainingPlan, VocabLayout, sha256_file)
+from mixc.planfile import (
+    Lock,
+    ModelPlan,
+    OptimizerPlan,
+    SchedulePlan,
+    ShardLock,
+    StreamPlan,
+    TrainerPlan,
+    TrainingPlan,
+    VocabLayout,
+    sha256_file,
+)
 from mixc.stages import graph
 from mixc.stages.audio_tokens import AudioVocab
 from mixc.stages.base import Progress, no_progress

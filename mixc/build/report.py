@@ -112,4 +112,5 @@ def _interleaving(runs: dict[str, StageRun]) -> list[str]:
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + ["| " + " | ".join(r) + " |" for r in rows]
+    head = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return head + ["| " + " | ".join(r) + " |" for r in rows]

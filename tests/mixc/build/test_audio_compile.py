@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 from streaming import StreamingDataset
 
-from mixc.demo.audio import write_corpus
 from mixc.build.execute import Executor
+from mixc.demo.audio import write_corpus
 from mixc.lang.lower import load
 from mixc.stages import graph
 from tests.mixc.workspace import workspace
@@ -133,7 +133,8 @@ def test_a_compile_killed_during_asr_resumes_from_finished_recordings(compiled, 
     _, first = compiled
     ws = make_workspace(tmp_path / "killed", tmp_path / "cache")
     spec = ws.spec(spec_text())
-    script = ("import sys; from pathlib import Path; from mixc.build.cache import Cache; from mixc.build.compile import compile_spec;"
+    script = ("import sys; from pathlib import Path; from mixc.build.cache import Cache; "
+              "from mixc.build.compile import compile_spec; "
               "from mixc.lang.lower import load; low = load(Path(sys.argv[1]));"
               "compile_spec(low, 'spec.mix', Path(sys.argv[2]), Cache(Path(sys.argv[3])))")
     proc = subprocess.Popen([sys.executable, "-c", script, str(spec), str(ws.root / "out"), str(ws.cache.root)],
@@ -166,7 +167,8 @@ def test_moved_files_cost_no_audio_work(compiled, tmp_path):
 def test_missing_asr_weights_are_a_located_error_not_a_traceback(compiled):
     from mixc.lang.diagnostics import SpecError
     ws, _ = compiled
-    text = spec_text().replace('  chunk fine { max = 12s }', '  asr {\n    model = "large-v3"\n  }\n  chunk fine { max = 12s }')
+    text = spec_text().replace('  chunk fine { max = 12s }',
+                               '  asr {\n    model = "large-v3"\n  }\n  chunk fine { max = 12s }')
     with pytest.raises(SpecError) as info:
         ws.compile(ws.spec(text, "large.mix"), out="large")
     diag = info.value.diagnostics[0]
