@@ -9,33 +9,33 @@ from __future__ import annotations
 from mixc.stages.base import Context, Stage, Stats
 
 
-class _Declared(Stage):
+class _NotYetRunnable(Stage):
     runnable = False
 
     def run(self, ctx: Context, stats: Stats) -> None:
         raise NotImplementedError(f"{self.kind} is declared but not runnable")  # the executor never calls it
 
 
-class ExtractStage(_Declared):
+class ExtractStage(_NotYetRunnable):
     kind, version, doc = "extract", 1, "page text"
     reads = (".files",)
 
 
-class RewriteStage(_Declared):
+class RewriteStage(_NotYetRunnable):
     kind, version, doc = "rewrite", 1, "LLM rewrite (Krist)"
     reads = (".llm", ".prompt", "seed")
 
 
-class MineStage(_Declared):
+class MineStage(_NotYetRunnable):
     kind, version, doc = "mine", 1, "questions (Quest)"
     reads = (".question_pattern",)
 
 
-class AnswerStage(_Declared):
+class AnswerStage(_NotYetRunnable):
     kind, version, doc = "answer", 1, "filtered questions + answers"
     reads = (".llm", ".filter_prompt", ".answer_prompt", "seed")
 
 
-class TtsStage(_Declared):
+class TtsStage(_NotYetRunnable):
     kind, version, doc = "tts", 1, "synthetic speech"
     reads = (".tts", "seed")
