@@ -264,29 +264,27 @@ class TokenWriter:
         return _digest(*(self.folder / n for n in ("tokens.u32", "offsets.npy", "doc_ids.npy")))
 
 
-def tokenize_executor(corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
-    """mixc's TokenizeStage.run today: process_pool (spawn ProcessPoolExecutor) + pool.map over windows."""
-    from mixc.stages.base import process_pool
+def _tokenize_in(pool_of, corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
+    """TokenizeStage.run's loop: `pool.map` over bounded windows of batches, in a pool `pool_of` makes."""
     writer = TokenWriter(out)
-    with process_pool(workers, _tok_init, (str(tok),)) as pool:
+    with pool_of(workers, _tok_init, (str(tok),)) as pool:
         for window in _windows(_batches(corpus, BATCH_DOCS), 4 * workers):
             for ids, arrays in pool.map(_encode, window):
                 for doc_id, array in zip(ids, arrays, strict=True):
                     writer.add(doc_id, array)
                 mark()
     return writer.close()
+
+
+def tokenize_executor(corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
+    """mixc's TokenizeStage.run today: process_pool (spawn ProcessPoolExecutor) + pool.map over windows."""
+    from mixc.stages.base import process_pool
+    return _tokenize_in(process_pool, corpus, tok, out, workers, mark)
 
 
 def tokenize_pool(corpus: Path, tok: Path, out: Path, workers: int, mark) -> str:
     """The previous pattern: spawn multiprocessing.Pool + pool.map over the same windows."""
-    writer = TokenWriter(out)
-    with get_context("spawn").Pool(workers, _tok_init, (str(tok),)) as pool:
-        for window in _windows(_batches(corpus, BATCH_DOCS), 4 * workers):
-            for ids, arrays in pool.map(_encode, window):
-                for doc_id, array in zip(ids, arrays, strict=True):
-                    writer.add(doc_id, array)
-                mark()
-    return writer.close()
+    return _tokenize_in(get_context("spawn").Pool, corpus, tok, out, workers, mark)
 
 
 def tokenize_nodes(corpus: Path, tok: Path, out: Path, workers: int, mark, method: str = "process") -> str:

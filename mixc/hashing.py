@@ -7,6 +7,7 @@ cache), so it sits with the shared contracts. The cache remembers digests across
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -41,3 +42,9 @@ def tree_digest(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(f"{path.relative_to(folder).as_posix()}\x00{model_file_digest(path)}\x00".encode())
     return digest.hexdigest()[:32]
+
+
+def json_digest(value: object, length: int) -> str:
+    """sha256 of a JSON value written with sorted keys, hex, cut to `length`: how plan keys and run
+    keys name what they hash."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]

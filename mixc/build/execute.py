@@ -8,8 +8,6 @@ does. The stage itself sees only the IR values it declared (`Declared`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 from mixc import ir
 from mixc.build.cache import Cache
 from mixc.errors import SPEC, MissingWeights, MixcError
+from mixc.hashing import json_digest
 from mixc.ir import IrPath
 from mixc.plan.dag import StageGraph, StageNode, resolve, subject_block
 from mixc.stages import REGISTRY
@@ -56,7 +55,7 @@ class NotRunnable(MixcError):
 
 
 def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
+    return json_digest(value, 20)
 
 
 def run_key(node: StageNode, fingerprint: dict, input_keys: list[str] | None) -> str:

@@ -12,8 +12,6 @@ downstream of that line, which is what `mixc diff` and the cache rely on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -21,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic_core import to_jsonable_python
 
 from mixc import ir
+from mixc.hashing import json_digest
 from mixc.ir import IrPath
 from mixc.plan import budget
 
@@ -71,10 +70,6 @@ class StageNode:
 StageGraph = dict[str, StageNode]  # stage id -> node, in a topological order
 
 
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 class _Wiring:
     def __init__(self, spec: ir.Spec, kinds: Mapping[str, type[Declaration]]):
         self.spec, self.kinds = spec, kinds
@@ -88,8 +83,8 @@ class _Wiring:
         reads = tuple(resolve(r, self.spec, subject) for r in decl.declared_reads(self.spec))
         values: dict[str, Any] = {"/".join(p): to_jsonable_python(ir.value_at(self.spec, p)) for p in reads}
         params = {"kind": kind, "version": decl.version, "params": values}
-        key = _digest({**params, "inputs": sorted(self.graph[i].key for i in inputs)})
-        self.graph[sid] = StageNode(sid, kind, subject, decl.doc, reads, tuple(inputs), key, _digest(params),
+        key = json_digest({**params, "inputs": sorted(self.graph[i].key for i in inputs)}, 16)
+        self.graph[sid] = StageNode(sid, kind, subject, decl.doc, reads, tuple(inputs), key, json_digest(params, 16),
                                     decl.runnable)
         return sid
 
