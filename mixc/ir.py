@@ -190,10 +190,19 @@ class TextSource(Node):
 
 
 class HtmlSource(Node):
-    """Web pages, read by synthetic generators."""
+    """Web pages, read by synthetic generators: HTML files (plain or compressed), WARC archives, or
+    jsonl/parquet records with an HTML or text field. Main content is extracted with trafilatura."""
 
     kind: Literal["html"] = "html"
     files: Globs = ()
+    format: Literal["auto", "html", "warc", "jsonl", "parquet"] = Field(
+        "auto", description="auto: by file suffix (.html/.htm, .warc, .jsonl, .parquet; plus .gz/.zst/.bz2)")
+    field: str = Field("html", description="jsonl/parquet: the field holding the page")
+    content: Literal["html", "text"] = Field("html", description="jsonl/parquet: the field holds HTML or plain text")
+    url_field: str = Field("url", description="jsonl/parquet: the field holding the page's URL, if any")
+    language: str | None = Field("en", description="quarantine pages in another language (ISO 639-1); none: keep all")
+    min_chars: Count = Field(200, description="quarantine pages with less main text than this")
+    dedup: bool = Field(True, description="drop exact duplicates (same main text) and repeated URLs")
 
 
 Source = Annotated[Union[AudioSource, TextSource, HtmlSource], Variant("kind")]
@@ -203,19 +212,68 @@ Source = Annotated[Union[AudioSource, TextSource, HtmlSource], Variant("kind")]
 
 
 class Llm(Node):
-    """The language model a generator calls. `extractive` uses no model (offline default)."""
+    """The language model a generator calls. `extractive` needs no model (the offline default);
+    `transformers` runs a local Hugging Face model in process; `openai` calls any OpenAI-compatible
+    server; `vllm` runs offline batch inference in a worker environment of its own."""
 
-    backend: Literal["extractive", "vllm"] = "extractive"
-    model: str | None = Field(None, description="a local model directory or a hub id in the cache")
+    backend: Literal["extractive", "transformers", "openai", "vllm"] = "extractive"
+    model: str | None = Field(None, description="transformers, vllm: a local model directory; openai: the served name")
+    revision: str | None = Field(None, description="openai: the served model's revision (enters the cache key)")
+    base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: the environment variable holding the key")
     temperature: Probability = 0.7
+    top_p: Probability = 1.0
     max_tokens: Count = 1024
+    batch: Count = Field(8, description="transformers, vllm: prompts per batch; openai: requests in flight")
+    timeout: Seconds = Field(120.0, description="openai: seconds to wait for one response")
+    retries: Count = Field(4, description="openai: retries of a connection error or 5xx, with backoff")
+    device: Literal["cpu", "cuda"] = "cpu"
 
 
 class Tts(Node):
-    """Voices synthetic text; one voice is drawn per item."""
+    """Voices synthetic text: one voice drawn per item from `voices`, one TTS call per chunk.
+    A voice is `backend:name` (`piper:joe`, `flite:awb`, `espeak:en-gb-scotland`); a bare name
+    uses `backend`."""
 
-    backend: Literal["piper", "flite", "espeak"] = "flite"
-    voices: tuple[str, ...] = ("awb", "rms", "slt", "kal16")
+    backend: Literal["flite", "espeak", "piper", "kokoro"] = "flite"
+    voices: tuple[str, ...] = ("piper:joe", "flite:awb", "flite:rms", "flite:slt", "espeak:en-gb-scotland",
+                               "espeak:en-029")
+    model: LocalPath | None = Field(None, description="kokoro: the local folder holding its weights")
+    noise_scale: float = Field(0.667, description="piper: pinned, so the audio is the same every run")
+    noise_w_scale: float = Field(0.8, description="piper: pinned, so the audio is the same every run")
+    pause: Seconds = Field(0.3, description="silence between two chunks of an item")
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    def pool(self) -> tuple[Voice, ...]:
+        """The voices, each with its backend resolved."""
+        return tuple(Voice.parse(v, self.backend) for v in self.voices)
+
+
+TTS_BACKENDS: Final = ("flite", "espeak", "piper", "kokoro")
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One voice of a TTS pool: `backend:name` (a bare name takes the pool's default backend)."""
+    backend: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, default_backend: str) -> Voice:
+        backend, sep, name = text.partition(":")
+        return cls(backend, name) if sep and backend in TTS_BACKENDS else cls(default_backend, text)
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}:{self.name}"
+
+
+class Generated(Node):
+    """What the generator keeps of its text, and how its speech becomes chunks."""
+
+    language: str = Field("en", description="drop outputs in another language (ISO 639-1)")
+    max_chars: Count = Field(4000, description="drop longer outputs; page text is cut into parts of this size")
+    max_items: Count | None = Field(None, description="at most this many items (pages' parts or questions)")
 
 
 class KristGenerator(Node):
@@ -224,8 +282,10 @@ class KristGenerator(Node):
     kind: Literal["krist"] = "krist"
     pages: Annotated[str, Ref(("html",))]
     llm: Llm = Llm()
-    prompt: LocalPath | None = None
+    prompt: LocalPath | None = Field(None, description="the rewrite prompt; {page} stands for the page's text")
+    output: Generated = Generated()
     tts: Tts = Tts()
+    chunk: Chunking = FineChunks()
     max_repeats: RepeatCap | None = None
 
 
@@ -234,12 +294,15 @@ class QuestGenerator(Node):
 
     kind: Literal["quest"] = "quest"
     pages: Annotated[str, Ref(("html",))]
-    question_pattern: str = Field(r"(?:^|(?<=[.!?]\s))([A-Z][^.!?]{10,200}\?)",
-                                  description="regex that mines questions from page text")
+    question_pattern: str = Field(r"(?:^|(?<=[.!?]\s))([A-Z][^.!?\n]{10,200}\?)",
+                                  description="regex that mines questions from page text (group 1, else the match)")
+    max_questions: Count = Field(8, description="at most this many questions per page")
     llm: Llm = Llm()
-    filter_prompt: LocalPath | None = None
-    answer_prompt: LocalPath | None = None
+    filter_prompt: LocalPath | None = Field(None, description="{question}, {page}: answer yes or no")
+    answer_prompt: LocalPath | None = Field(None, description="{question}, {page}: the spoken answer")
+    output: Generated = Generated(max_chars=1500)
     tts: Tts = Tts()
+    chunk: Chunking = FineChunks()
     max_repeats: RepeatCap | None = None
 
 
@@ -283,7 +346,8 @@ class FsqTokenizer(Node):
     levels: tuple[int, ...] = (8, 5, 5, 5)
     preset: Literal["tiny", "base"] = "tiny"
     steps: Count = 600
-    train_on: tuple[Annotated[str, Ref(("audio",))], ...] = Field((), description="default: every audio source")
+    train_on: tuple[Annotated[str, Ref(("audio", "krist", "quest"))], ...] = Field(
+        (), description="audio sources and generators; default: every audio source")
     sample: Seconds = Field(36000.0, description="at most this much speech to train on")
 
 
@@ -300,7 +364,8 @@ class KmeansTokenizer(Node):
     kind: Literal["kmeans"] = "kmeans"
     frame_rate: Hertz = 12.5
     codebook: int = 1000
-    train_on: tuple[Annotated[str, Ref(("audio",))], ...] = Field((), description="default: every audio source")
+    train_on: tuple[Annotated[str, Ref(("audio", "krist", "quest"))], ...] = Field(
+        (), description="audio sources and generators; default: every audio source")
     sample: Seconds = Field(36000.0, description="at most this much speech to fit on")
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import wave
 from abc import ABC, abstractmethod
@@ -34,6 +32,7 @@ import numpy as np
 
 from mixc import ir
 from mixc.audio import SAMPLE_RATE, Turn, Utterance, Word
+from mixc.backends.envs import worker_python
 from mixc.errors import MissingWeights, WorkerError
 from mixc.hashing import tree_digest
 
@@ -52,7 +51,6 @@ MODEL_FILE = "model.bin"  # what makes a folder a CTranslate2 model
 
 WHISPERX_VERSION = "3.8.6"
 WHISPERX_PYTHON_ENV = "MIXC_WHISPERX_PYTHON"  # an existing python that can import whisperx
-ENVS_ENV = "MIXC_ENVS"  # where worker environments are created (default ~/.cache/mixc/envs)
 WORKER_SCRIPT = Path(__file__).resolve().parent.parent / "workers" / "whisperx_worker.py"
 WORKER_PROTOCOL = 1
 EXIT_MISSING_WEIGHTS = 3  # the worker's exit status when model weights are absent
@@ -346,48 +344,9 @@ class WorkerAsr(Recognizer):
                               f"its stderr ends with:\n{_stderr_tail(stderr)}", WORKER_HINT)
 
 
-def envs_root() -> Path:
-    return Path(os.environ.get(ENVS_ENV) or Path.home() / ".cache" / "mixc" / "envs")
-
-
-def _uv() -> list[str]:
-    """How to run uv: the `uv` on PATH, else the one installed in this python."""
-    return [found] if (found := shutil.which("uv")) else [sys.executable, "-m", "uv"]
-
-
 def whisperx_python() -> str:
-    """The python of the whisperx worker environment: $MIXC_WHISPERX_PYTHON when set; else the
-    environment under envs_root(), created on first use with uv (several GB: torch 2.8 and CUDA
-    libraries). It is built in a temporary folder and renamed into place, so a failed or concurrent
-    build never leaves a half environment that looks usable."""
-    if given := os.environ.get(WHISPERX_PYTHON_ENV):
-        return given
-    target = envs_root() / f"whisperx-{WHISPERX_VERSION}"
-    python = target / "bin" / "python"
-    if python.exists():
-        return str(python)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f"{target.name}.building-", dir=target.parent))
-    print(f"mixc: creating the whisperx worker environment in {target} (uv; several GB) ...", file=sys.stderr)
-    py_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    try:
-        # --no-config: a project's [tool.uv] overrides (mixc's own pin torch 2.11) must not leak in
-        subprocess.run([*_uv(), "venv", "--no-config", "--quiet", "--allow-existing", "--relocatable",
-                        "--python", py_version, str(building)], check=True, cwd=target.parent)
-        subprocess.run([*_uv(), "pip", "install", "--no-config", "--quiet", "--python",
-                        str(building / "bin" / "python"), f"whisperx=={WHISPERX_VERSION}"], check=True,
-                       cwd=target.parent)
-        building.rename(target)
-    except subprocess.CalledProcessError as err:
-        raise WorkerError(f"could not create the whisperx environment ({err})",
-                          f"create one yourself (`uv venv ENV && uv pip install --python ENV/bin/python "
-                          f"whisperx=={WHISPERX_VERSION}`) and set {WHISPERX_PYTHON_ENV} to its python") from err
-    except OSError:  # another process renamed its environment into place first: use that one
-        if not python.exists():
-            raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    return str(python)
+    """The python of the whisperx worker environment (see `mixc.backends.envs`)."""
+    return worker_python(f"whisperx-{WHISPERX_VERSION}", (f"whisperx=={WHISPERX_VERSION}",), WHISPERX_PYTHON_ENV)
 
 
 # ----------------------------------------------------------------------------- entry point

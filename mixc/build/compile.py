@@ -17,8 +17,8 @@ from pathlib import Path
 
 from mixc import ir
 from mixc.build.cache import Cache
-from mixc.build.execute import Executor, NotRunnable, OnStage, StageFailed, StageRun
-from mixc.build.preflight import not_runnable, preflight, stage_error
+from mixc.build.execute import Executor, OnStage, StageFailed, StageRun
+from mixc.build.preflight import preflight, stage_error
 from mixc.build.report import compile_report
 from mixc.lang.diagnostics import Diagnostic, SpecError, error
 from mixc.lang.lower import Lowered
@@ -133,7 +133,7 @@ def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan
     return locks
 
 
-REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch")
+REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch", "llm", "voices")
 
 
 def _models(runs: dict[str, StageRun]) -> dict[str, str]:
@@ -149,7 +149,7 @@ def _models(runs: dict[str, StageRun]) -> dict[str, str]:
 def _lock(spec: ir.Spec, runs: dict[str, StageRun], streams: list[StreamPlan], shards: list[ShardLock],
           tokenizer: Path) -> Lock:
     sources = {r.node.subject: r.fingerprint for r in runs.values()
-               if r.fingerprint and r.node.kind in ("read", "ingest")}
+               if r.fingerprint and r.node.kind in ("read", "ingest", "extract")}
     models = _models(runs)
     return Lock(ir_hash=spec.content_hash(), seed=spec.seed, sources=sources, tokenizer=sha256_file(tokenizer),
                 models=models, stage_keys={sid: r.key for sid, r in runs.items()},
@@ -169,8 +169,6 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers:
         raise SpecError(diags)
     try:
         runs = Executor(spec, low.root, cache, workers, progress, on_stage).run(stages)
-    except NotRunnable as exc:
-        raise SpecError(not_runnable(low, exc.nodes)) from None
     except StageFailed as exc:
         raise SpecError([stage_error(low, exc)]) from None
     streams, diags = _streams(low, runs, steps * spec.train.batch)

@@ -44,16 +44,6 @@ class StageFailed(MixcError):
         self.node, self.field = node, field
 
 
-class NotRunnable(MixcError):
-    """Stages the plan needs that this build of mixc cannot run yet."""
-
-    exit_code = SPEC
-
-    def __init__(self, nodes: list[StageNode]):
-        super().__init__(", ".join(n.id for n in nodes))
-        self.nodes = nodes
-
-
 def _digest(value: object) -> str:
     return json_digest(value, 20)
 
@@ -67,8 +57,10 @@ def run_key(node: StageNode, fingerprint: dict, input_keys: list[str] | None) ->
 
 
 def declared(spec: ir.Spec, node: StageNode) -> Declared:
-    """What a stage may read of the spec: its declared values, resolved for its subject."""
-    return Declared.of(spec, node, REGISTRY[node.kind].declared_reads(spec))
+    """What a stage may read of the spec: its declared values (keyed) and settings (not keyed),
+    resolved for its subject."""
+    stage = REGISTRY[node.kind]
+    return Declared.of(spec, node, stage.declared_reads(spec) + stage.settings)
 
 
 def error_field(spec: ir.Spec, node: StageNode, error: MixcError) -> IrPath:
@@ -96,9 +88,6 @@ class Executor:
 
     def run(self, graph: StageGraph) -> dict[str, StageRun]:
         """Every stage of `graph` (topologically ordered), from the cache when its key is there."""
-        unrunnable = [n for n in graph.values() if not n.runnable]
-        if unrunnable:
-            raise NotRunnable(unrunnable)
         runs: dict[str, StageRun] = {}
         for number, (sid, node) in enumerate(graph.items(), 1):
             runs[sid] = self._one(node, runs, (number, len(graph)))
@@ -112,7 +101,7 @@ class Executor:
         inputs cannot be read yet."""
         known: dict[str, StageRun] = {}
         for node in graph.values():
-            if not node.runnable or any(i not in known for i in node.inputs):
+            if any(i not in known for i in node.inputs):
                 continue
             try:
                 _, ctx, key = self._keyed(node, known)

@@ -18,28 +18,9 @@ from mixc.lang.check import check_file
 from mixc.lang.diagnostics import Diagnostic, Severity, error, sort_key
 from mixc.lang.lower import Lowered
 from mixc.plan import budget
-from mixc.plan.dag import StageGraph, StageNode, subject_block
+from mixc.plan.dag import StageGraph, subject_block
 from mixc.plan.sizes import SourceSize, estimate
 from mixc.stages import REGISTRY, graph
-
-
-def not_runnable(low: Lowered, nodes: list[StageNode]) -> list[Diagnostic]:
-    """One error per source or generator whose stages this mixc cannot run yet; the stages of a
-    generator's pages are named with the generator."""
-    spec = low.spec
-    leaves = budget.leaf_shares(spec.mixture)
-    by_subject: dict[str, list[str]] = {}
-    for node in nodes:
-        if isinstance(spec.sources.get(node.subject), ir.HtmlSource):
-            for name, gen in spec.generators.items():
-                if gen.pages == node.subject and name in leaves:
-                    by_subject.setdefault(name, []).append(f"{node.kind} ({node.subject})")
-        else:
-            by_subject.setdefault(node.subject, []).append(node.kind)
-    return [error("stage.not-runnable", f"'{subject}' needs stages this mixc cannot run yet: {', '.join(kinds)}",
-                  low.span(subject_block(spec, subject)) or low.span(("mixture",)),
-                  "synthetic generators are planned but not built yet: drop this leaf from the mixture to compile")
-            for subject, kinds in by_subject.items()]
 
 
 def stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
@@ -49,14 +30,13 @@ def stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
 
 
 def preflight(low: Lowered, stages: StageGraph) -> list[Diagnostic]:
-    """What a compile would refuse before building anything: stages this mixc cannot run, and model
-    weights that are not on this machine (found, not read). `mixc check` runs it too, so the two
-    agree."""
-    diags = not_runnable(low, [n for n in stages.values() if not n.runnable])
+    """What a compile would refuse before building anything: model weights that are not on this
+    machine (found, not read). `mixc check` runs it too, so the two agree."""
+    diags: list[Diagnostic] = []
     for node in stages.values():
-        if node.runnable and REGISTRY[node.kind].weights:
+        if REGISTRY[node.kind].weights:
             try:
-                REGISTRY[node.kind].locate_weights(declared(low.spec, node))
+                REGISTRY[node.kind].locate_weights(declared(low.spec, node), low.root)
             except MissingWeights as exc:
                 diags.append(stage_error(low, StageFailed(node, exc, error_field(low.spec, node, exc))))
     return diags

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mixc.build.execute import StageRun
 from mixc.planfile import TrainingPlan
 from mixc.stages.chunk import ChunkManifest
+from mixc.stages.tts import TtsStage
 
 
 def _drops(dropped: dict[str, int]) -> str:
@@ -28,7 +29,7 @@ def compile_report(plan: TrainingPlan, runs: dict[str, StageRun], seconds: float
     rows = [[sid, "cache" if r.hit else "built", f"{r.stats.items_in:,}", f"{r.stats.items_out:,}",
              _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
     lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
-    lines += _web_audio(runs) + _audio_tokenizer(runs) + _interleaving(runs)
+    lines += _web_audio(runs) + _synthetic(runs) + _audio_tokenizer(runs) + _interleaving(runs)
     quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
     if quarantined:
         lines += ["", "## Quarantined inputs", ""]
@@ -67,6 +68,50 @@ def _web_audio(runs: dict[str, StageRun]) -> list[str]:
     return ["", "## Web audio", ""] + _md_table(
         ["source", "recordings", "quarantined", "hours", "speech hours", "speakers (sum)", "utterances kept",
          "utterance drops", "granularity", "chunks", "mean s", "p50 s", "p95 s"], rows)
+
+
+def _synthetic(runs: dict[str, StageRun]) -> list[str]:
+    """Per generator: pages, items and their drops, LLM tokens, chunk lengths; then the voices drawn."""
+    gens = sorted(r.node.subject for r in runs.values() if r.node.kind == "tts")
+    if not gens:
+        return []
+    rows, voices = [], []
+    for name in gens:
+        tts = runs[f"tts:{name}"]
+        text = _of(runs, "rewrite", name) or _of(runs, "answer", name)
+        pages = next((r for r in runs.values() if r.node.kind == "extract" and r.node.id in _upstream(runs, tts)), None)
+        mine = _of(runs, "mine", name)
+        c = tts.stats.counts
+        quarantined = _drops(pages.stats.dropped) if pages else "-"
+        rows.append([name, f"{pages.stats.items_out:,} of {pages.stats.items_in:,}" if pages else "-", quarantined,
+                     f"{mine.stats.items_out:,}" if mine else "-",
+                     f"{text.stats.items_out:,} of {text.stats.items_in:,}" if text else "-",
+                     _drops(text.stats.dropped) if text else "-",
+                     *(f"{text.stats.counts.get(k, 0):,.0f}" if text else "-" for k in ("tokens_in", "tokens_out")),
+                     _granularity(tts), f"{c.get('chunks', 0):,}",
+                     *(f"{c.get(f'chunk_seconds_{k}', 0):.1f}" for k in ("mean", "p50", "p95"))])
+        report = TtsStage.voices(tts.path)
+        for v in report["voices"]:
+            others = [x for other, x in report["cosine"][v["voice"]].items() if other != v["voice"]]
+            voices.append([name, v["voice"], f"{v['items']:,}", f"{v['chunks']:,}", f"{v['seconds'] / 60:.1f}",
+                           "-" if v["wer"] is None else f"{v['wer']:.1%} ({v['wer_chunks']} chunks)",
+                           f"{max(others):.2f}" if others else "-"])
+    return ["", "## Synthetic speech", ""] + _md_table(
+        ["generator", "pages kept", "pages dropped", "questions mined", "items kept", "item drops", "LLM tokens in",
+         "LLM tokens out", "granularity", "chunks", "mean s", "p50 s", "p95 s"], rows) + [
+        "", "Voices drawn (WER: the default ASR, faster-whisper tiny.en, on a sample of each voice's chunks; "
+        "closest: the highest speaker-embedding cosine to another voice drawn, 1.0 = the same timbre):", ""] + \
+        _md_table(["generator", "voice", "items", "chunks", "minutes", "WER", "closest voice (cosine)"], voices)
+
+
+def _upstream(runs: dict[str, StageRun], run: StageRun) -> set[str]:
+    seen, todo = set(), list(run.node.inputs)
+    while todo:
+        sid = todo.pop()
+        if sid not in seen and sid in runs:
+            seen.add(sid)
+            todo += runs[sid].node.inputs
+    return seen
 
 
 def _granularity(run: StageRun) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob as globlib
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 
 from mixc import ir
@@ -215,14 +216,36 @@ def check_backends(low: Lowered) -> Iterator[Diagnostic]:
         path = ("generators", name, "tts", "voices")
         if not tts.voices:
             yield error("tts.voices", f"generator '{name}' has no voices", low.span(path), "list at least one voice")
-        if tts.backend == "flite":
-            for voice in tts.voices:
-                if voice not in FLITE_VOICES:
-                    yield error("backend.voice", f"unknown flite voice '{voice}'; known: {', '.join(FLITE_VOICES)}",
-                                low.span(path), did_you_mean(voice, list(FLITE_VOICES)))
-        if gen.llm.backend == "vllm" and not gen.llm.model:
-            yield error("backend.model", f"generator '{name}': the vllm backend needs a model",
-                        low.span(("generators", name, "llm")), 'add `model = "/path/to/model"` inside llm { }')
+        for voice in tts.pool():
+            if voice.backend == "flite" and voice.name not in FLITE_VOICES:
+                yield error("backend.voice", f"unknown flite voice '{voice.name}'; known: {', '.join(FLITE_VOICES)}",
+                            low.span(path), did_you_mean(voice.name, list(FLITE_VOICES)))
+            if voice.backend == "piper" and voice.name != "joe" and not voice.name.endswith(".onnx"):
+                yield error("backend.voice", f"unknown piper voice '{voice.name}'",
+                            low.span(path), "use `piper:joe` (shipped) or `piper:path/to/voice.onnx` (a local voice)")
+        yield from _check_llm(low, name, gen.llm)
+        if isinstance(gen, ir.QuestGenerator):
+            yield from _check_pattern(low, name, gen.question_pattern)
+
+
+def _check_pattern(low: Lowered, name: str, pattern: str) -> Iterator[Diagnostic]:
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        yield error("value.regex", f"generator '{name}': question_pattern is not a valid regular expression: {err}",
+                    low.span(("generators", name, "question_pattern")),
+                    "in a spec string a backslash is written \\\\ (\\\\s for \\s)")
+
+
+def _check_llm(low: Lowered, name: str, llm: ir.Llm) -> Iterator[Diagnostic]:
+    where = low.span(("generators", name, "llm"))
+    if llm.backend in ("transformers", "vllm", "openai") and not llm.model:
+        what = "the served model's name" if llm.backend == "openai" else "a local model directory"
+        yield error("backend.model", f"generator '{name}': the {llm.backend} backend needs a model ({what})",
+                    where, 'add `model = "..."` inside llm { }')
+    if llm.backend == "openai" and not llm.base_url:
+        yield error("backend.base_url", f"generator '{name}': the openai backend needs the server's base_url",
+                    where, 'add `base_url = "http://127.0.0.1:8000/v1"` inside llm { } (vllm serve, llama.cpp, TGI)')
 
 
 def check_tokenizers(low: Lowered) -> Iterator[Diagnostic]:

@@ -32,7 +32,6 @@ class Declaration(Protocol):
     kind: ClassVar[str]
     version: ClassVar[int]
     doc: ClassVar[str]
-    runnable: ClassVar[bool]
 
     @classmethod
     def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]: ...
@@ -64,7 +63,6 @@ class StageNode:
     inputs: tuple[str, ...]
     key: str
     params_key: str  # kind, version and the IR values it reads, without its inputs: keys per-item memos
-    runnable: bool  # False: declared, but this mixc cannot run it yet
 
 
 StageGraph = dict[str, StageNode]  # stage id -> node, in a topological order
@@ -84,8 +82,7 @@ class _Wiring:
         values: dict[str, Any] = {"/".join(p): to_jsonable_python(ir.value_at(self.spec, p)) for p in reads}
         params = {"kind": kind, "version": decl.version, "params": values}
         key = json_digest({**params, "inputs": sorted(self.graph[i].key for i in inputs)}, 16)
-        self.graph[sid] = StageNode(sid, kind, subject, decl.doc, reads, tuple(inputs), key, json_digest(params, 16),
-                                    decl.runnable)
+        self.graph[sid] = StageNode(sid, kind, subject, decl.doc, reads, tuple(inputs), key, json_digest(params, 16))
         return sid
 
     # tokenizers -----------------------------------------------------------------------------
@@ -102,8 +99,9 @@ class _Wiring:
         tok = self.spec.tokenizers.audio
         if isinstance(tok, (ir.FsqTokenizer, ir.KmeansTokenizer)):
             audio = [n for n, s in self.spec.sources.items() if isinstance(s, ir.AudioSource)]
-            names = [n for n in tok.train_on or audio if n in audio]
-            return self.add("train_audio_tokenizer", "audio", [self.web_audio_front(n) for n in names])
+            voiced = [n for n in sorted(budget.leaf_shares(self.spec.mixture)) if n in self.spec.generators]
+            names = [n for n in tok.train_on or audio or voiced if n in audio or n in self.spec.generators]
+            return self.add("train_audio_tokenizer", "audio", [self.speech_front(n) for n in names])
         return self.add("load_audio_tokenizer", "audio", [])
 
     # per-source pipelines ---------------------------------------------------------------------
@@ -123,6 +121,20 @@ class _Wiring:
             sid = self.add(kind, name, [sid])
         return sid
 
+    def synthetic_front(self, name: str) -> str:
+        """extract -> (rewrite | mine -> answer) -> tts: a generator's voiced chunks."""
+        gen = self.spec.generators[name]
+        pages = self.add("extract", gen.pages, [])
+        if isinstance(gen, ir.KristGenerator):
+            text = self.add("rewrite", name, [pages])
+        else:
+            text = self.add("answer", name, [self.add("mine", name, [pages]), pages])
+        return self.add("tts", name, [text])
+
+    def speech_front(self, name: str) -> str:
+        """What the audio tokenizer trains on: a source's filtered utterances, a generator's speech."""
+        return self.synthetic_front(name) if name in self.spec.generators else self.web_audio_front(name)
+
     def speech_tail(self, name: str, units: str) -> str:
         """encode -> interleave -> pack -> shards for a stream of (audio, text) chunks."""
         encoded = self.add("encode", name, [units, self.audio_tokenizer()])
@@ -141,12 +153,7 @@ class _Wiring:
         elif isinstance(source, ir.AudioSource):
             self.speech_tail(name, self.add("chunk", name, [self.web_audio_front(name)]))
         elif (gen := self.spec.generators.get(name)) is not None and gen.pages in self.spec.sources:
-            pages = self.add("extract", gen.pages, [])
-            if isinstance(gen, ir.KristGenerator):
-                text = self.add("rewrite", name, [pages])
-            else:
-                text = self.add("answer", name, [self.add("mine", name, [pages])])
-            self.speech_tail(name, self.add("tts", name, [text]))
+            self.speech_tail(name, self.synthetic_front(name))
 
 
 def wire(spec: ir.Spec, kinds: Mapping[str, type[Declaration]]) -> StageGraph:

@@ -57,8 +57,7 @@ def plan_text(path: str, plan: PlanOverview, cached: dict[str, bool] | None = No
     for sid, stage in plan.graph.items():
         inputs = f"  <- {', '.join(stage.inputs)}" if stage.inputs else ""
         state = "" if cached is None else ("cached  " if cached[sid] else "build   ")
-        key = stage.key[:12] if stage.runnable else "not runnable"
-        out.append(f"  {key:<12}  {state}{sid.ljust(width)}  {stage.doc}{inputs}")
+        out.append(f"  {stage.key[:12]:<12}  {state}{sid.ljust(width)}  {stage.doc}{inputs}")
     return "\n".join(out)
 
 
@@ -66,7 +65,7 @@ def plan_json(path: str, plan: PlanOverview, cached: dict[str, bool] | None = No
     return {
         "spec": path, "ir_hash": plan.spec.content_hash(), "total_tokens": plan.total_tokens, "steps": plan.steps,
         "feasible": plan.feasible(), "leaves": plan.table.to_dicts(),
-        "stages": [{"id": s.id, "kind": s.kind, "key": s.key, "runnable": s.runnable, "inputs": list(s.inputs),
+        "stages": [{"id": s.id, "kind": s.kind, "key": s.key, "inputs": list(s.inputs),
                     "reads": [".".join(r) for r in s.reads],
                     **({"cached": cached[s.id]} if cached is not None else {})} for s in plan.graph.values()],
     }

@@ -6,16 +6,18 @@ from mixc.plan.dag import StageGraph, wire
 from mixc.stages.audio_tokens import EncodeStage, LoadAudioTokenizerStage, TrainAudioTokenizerStage
 from mixc.stages.base import Stage
 from mixc.stages.chunk import ChunkStage
+from mixc.stages.generate import AnswerStage, MineStage, RewriteStage
 from mixc.stages.ingest import IngestStage
 from mixc.stages.interleave import InterleaveStage
 from mixc.stages.pack import PackStage
+from mixc.stages.pages import ExtractStage
 from mixc.stages.shards import ShardsStage
 from mixc.stages.speech import AsrStage, DiarizeStage, VadStage
-from mixc.stages.synthetic import AnswerStage, ExtractStage, MineStage, RewriteStage, TtsStage
 from mixc.stages.text import DedupStage, ReadStage
 from mixc.stages.tokenizer import LoadTextTokenizerStage, TrainBpeStage
 from mixc.stages.tokens import TokenizeStage
 from mixc.stages.transcripts import FilterStage
+from mixc.stages.tts import TtsStage
 
 REGISTRY: dict[str, type[Stage]] = {
     cls.kind: cls for cls in (ReadStage, DedupStage, TrainBpeStage, LoadTextTokenizerStage, TokenizeStage, PackStage,

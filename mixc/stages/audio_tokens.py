@@ -2,7 +2,8 @@
 
 - `train_audio_tokenizer`: the spec's `fsq` (Conformer + FSQ, trained with reconstruction and CTC
   losses) or `kmeans` tokenizer, trained on the filtered utterances of the `train_on` audio sources
-  (all of them by default, in a fixed order, at most `sample` seconds), then frozen. One utterance
+  and the synthetic chunks of `train_on` generators (every audio source by default, else every
+  generator mixed; in a fixed order, at most `sample` seconds), then frozen. One utterance
   in ten (at most `EVAL_CLIPS`) is held out to measure reconstruction, CTC, code usage and tokens per
   second for the report. Granularity does not reach it: fine and coarse chunks share one tokenizer.
 - `load_audio_tokenizer`: a tokenizer folder that `save` wrote, from the spec's `path`.
@@ -110,16 +111,27 @@ def _library_versions() -> dict:
     return {name: version(name) for name in ("torch", "vector-quantize-pytorch", "scikit-learn")}
 
 
+CLIP_COLUMNS = ["rec", "audio", "start", "end", "text"]
+
+
+def clip_tables(ctx: Context) -> list[pl.DataFrame]:
+    """What the tokenizer trains on, per input: a web-audio source's filtered utterances, a
+    generator's synthetic chunks (audio item, span, text), in a fixed order."""
+    tables = [UtteranceTable.read(f, CLIP_COLUMNS) for f in ctx.inputs_of("filter")]
+    return tables + [ChunkManifest.read(f, CLIP_COLUMNS) for f in ctx.inputs_of("tts")]
+
+
 def training_clips(ctx: Context, limit_seconds: float):
-    """(train, held-out) clips from the filtered utterances of every input source, in a fixed order."""
+    """(train, held-out) clips from the filtered utterances (or synthetic chunks) of every input, in a
+    fixed order."""
     from mixc.audio_tokenizer import Clip
 
     assert ctx.items is not None, "the audio tokenizer reads the ingested audio items"
     train: list[Clip] = []
     held: list[Clip] = []
     used = 0.0
-    for folder in ctx.inputs_of("filter"):
-        table = UtteranceTable.read(folder).sort("rec", "start")
+    for table in clip_tables(ctx):
+        table = table.sort("rec", "start")
         for (audio,), group in table.group_by("audio", maintain_order=True):
             wav = load_wav(audio_path(ctx.items, audio))
             for row in group.iter_rows(named=True):
@@ -155,9 +167,8 @@ class TrainAudioTokenizerStage(Stage):
 
     def fingerprint(self, ctx: Context, spec) -> dict:
         digest = hashlib.sha256()
-        for folder in ctx.inputs_of("filter"):
-            table = UtteranceTable.read(folder, ["audio", "start", "end", "text"]).sort("audio", "start")
-            digest.update(table.write_csv().encode())
+        for table in clip_tables(ctx):
+            digest.update(table.select("audio", "start", "end", "text").sort("audio", "start").write_csv().encode())
         return {**_library_versions(), "clips": digest.hexdigest()[:32]}
 
     def run(self, ctx: Context, stats: Stats) -> None:
@@ -231,7 +242,7 @@ class EncodeStage(ItemStage):
 
     def run(self, ctx: Context, stats: Stats) -> None:
         store = self.item_store(ctx)
-        chunks = ChunkManifest.read(ctx.input_of("chunk"))
+        chunks = ChunkManifest.read(ctx.inputs_of("chunk", "tts")[0])
         base = item_key(ctx.node.params_key, ctx.fingerprint["tokenizer"])
         tasks = []
         for (audio,), group in chunks.group_by("audio", maintain_order=True):

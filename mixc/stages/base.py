@@ -170,12 +170,14 @@ class Stage(ABC):
     - `doc`:     one line for `mixc plan` and docs/architecture.md;
     - `reads`:   the IR values its output depends on, as "pack", "interleave.markers", or ".vad"
                  (below its subject's block); they enter its key, and they are all `ctx.read` gives;
+    - `settings`: IR values that say how to run, not what comes out (a server's URL, concurrency,
+                 timeouts, a device, a path whose content the fingerprint digests): `ctx.read` gives them,
+                 they never enter the key, so editing one rebuilds nothing;
     - `weights`: (model stages) the declared value that names its model weights, where a missing
                  model is reported;
     - `keyed_by_content`: leave the inputs' run keys out of the key; `fingerprint` digests what the
                  stage reads of them instead, so an upstream rebuild that yields the same content
                  (files moved, a new glob over the same audio) reuses it (for costly stages);
-    - `runnable`: False for a kind the planner lays out but this mixc cannot run yet.
 
     `fingerprint` names what the output depends on outside the spec (input file contents, model
     revisions); it enters the run key. It may look at the whole spec, since what it returns is key.
@@ -184,9 +186,9 @@ class Stage(ABC):
     version: ClassVar[int]
     doc: ClassVar[str]
     reads: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[tuple[str, ...]] = ()
     weights: ClassVar[str | None] = None
     keyed_by_content: ClassVar[bool] = False
-    runnable: ClassVar[bool] = True
 
     @classmethod
     def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]:
@@ -195,7 +197,7 @@ class Stage(ABC):
         return cls.reads
 
     @classmethod
-    def locate_weights(cls, config: Declared) -> None:
+    def locate_weights(cls, config: Declared, root: Path) -> None:
         """Raise MissingWeights when the model `weights` names is not on this machine (cheap: finds
         files, hashes nothing); `mixc check` calls it, so check and compile agree. A hook that model
         stages override: a stage without weights has nothing to find."""

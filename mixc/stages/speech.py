@@ -35,7 +35,7 @@ class ModelStage(RecordingStage):
         return config.get(cls.reads[0])
 
     @classmethod
-    def locate_weights(cls, config: Declared) -> None:
+    def locate_weights(cls, config: Declared, root: Path) -> None:
         cls._backend().locate(cls._cfg(config))
 
     def revision(self, config: Declared) -> str:

@@ -122,7 +122,7 @@ def artifact_digest(folder: Path, items) -> str:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """Every runnable stage kind run on the fixture: kind -> digest of all its runs' outputs, and
+    """Every stage kind run on the fixture: kind -> digest of all its runs' outputs, and
     kind -> the kinds upstream of it."""
     root = tmp_path_factory.mktemp("golden")
     ws = workspace(root / "ws", root / "cache")
@@ -144,9 +144,8 @@ def outputs(tmp_path_factory) -> tuple[dict[str, str], dict[str, set[str]]]:
     return digests, upstream
 
 
-def test_the_fixture_runs_every_runnable_stage(outputs):
-    runnable = {kind for kind, cls in REGISTRY.items() if cls.runnable}
-    assert set(outputs[0]) == runnable
+def test_the_fixture_runs_every_stage(outputs):
+    assert set(outputs[0]) == set(REGISTRY)
 
 
 def test_a_stage_output_changes_only_with_its_version(outputs):
@@ -175,10 +174,10 @@ def test_every_stage_declares_itself():
     for kind, cls in REGISTRY.items():
         assert cls.kind == kind and isinstance(cls.version, int) and cls.version >= 1
         assert cls.doc and "\n" not in cls.doc, kind
-        for read in cls.reads:
+        for read in cls.reads + cls.settings:
             assert read and not read.endswith("."), (kind, read)
         if cls.weights:  # the field naming the weights is one of the declared values
-            assert any(cls.weights == r or cls.weights.startswith(r + ".") for r in cls.reads), kind
+            assert any(cls.weights == r or cls.weights.startswith(r + ".") for r in cls.reads + cls.settings), kind
 
 
 def test_a_stage_reads_only_what_it_declared(tmp_path):
