@@ -129,7 +129,8 @@ def drop_reason(answer: Answered, language: str, max_chars: int, page: str | Non
 
 class LlmStage(Stage):
     """A stage that asks the generator's LLM: the base keys, caches, runs and counts requests."""
-    settings: ClassVar[tuple[str, ...]] = (".llm",)  # the whole block for the backend; only `keyed` fields of it enter the key
+    # the backend gets the whole block; only the `keyed` fields of it enter the key
+    settings: ClassVar[tuple[str, ...]] = (".llm",)
     keyed: ClassVar[tuple[str, ...]] = (".llm.backend", ".llm.model", ".llm.revision", ".llm.temperature",
                                         ".llm.top_p", ".llm.max_tokens")
     prompts: ClassVar[dict[str, tuple[str, str]]] = {}  # task -> (prompt field, default prompt file)

@@ -24,6 +24,7 @@ import pytest
 
 from mixc.build.execute import declared
 from mixc.demo.audio import write_corpus
+from mixc.demo.pages import write_pages
 from mixc.plan.dag import SUBJECT
 from mixc.stages import REGISTRY, graph
 from mixc.stages.base import Declared, UndeclaredRead
@@ -61,13 +62,27 @@ LOADED = """
 seed = 11
 source books : text { files = "data/books/*.txt" }
 source web : audio { files = "data/web/*.flac" }
+source pages : html { files = ["data/pages/*.html", "data/pages/*.warc.gz"] }
+generator krist : krist {
+  pages = pages
+  output { max_chars = 400  max_items = 3 }
+  tts { voices = ["flite:awb", "espeak:en-gb"] }
+}
+generator quest : quest {
+  pages = pages
+  output { max_items = 4 }
+  tts { voices = ["flite:slt"] }
+  chunk coarse { max = 20s }
+}
 tokenizer text : tiktoken {}
 tokenizer audio : checkpoint { path = "checkpoint" }
 pack { seq_len = 64  remainder = pad }
 shards { compression = none }
 mixture {
-  50% web
-  50% books
+  40% web
+  40% books
+  10% krist
+  10% quest
 }
 budget { steps = 4 }
 train { batch = 2 }
@@ -127,6 +142,7 @@ def outputs(tmp_path_factory) -> tuple[dict[str, str], dict[str, set[str]]]:
     root = tmp_path_factory.mktemp("golden")
     ws = workspace(root / "ws", root / "cache")
     write_corpus(ws.root / "data" / "web", 2, seed=7, speakers=(2, 3), n_turns=5)
+    write_pages(ws.root / "data")
     trained = ws.compile(ws.spec(TRAINED, "trained.mix"), out="trained")
     shutil.copytree(trained.runs["train_audio_tokenizer:audio"].path / "tokenizer", ws.root / "checkpoint")
     loaded = ws.compile(ws.spec(LOADED, "loaded.mix"), out="loaded")
