@@ -133,7 +133,7 @@ def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan
     return locks
 
 
-REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch", "llm", "voices")
+REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch", "llm", "voices", "trafilatura", "warcio")
 
 
 def _models(runs: dict[str, StageRun]) -> dict[str, str]:
