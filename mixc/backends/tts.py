@@ -609,8 +609,14 @@ def _voice_encoder():
 def speaker_embedding(wav: np.ndarray) -> np.ndarray:
     """resemblyzer's GE2E embedding (256 floats, L2-normalised) of 16 kHz mono speech; the cosine of two
     is their dot product."""
-    encoder = _voice_encoder()
+    import torch
     from resemblyzer import preprocess_wav
 
-    embedding = encoder.embed_utterance(preprocess_wav(np.asarray(wav, np.float32), source_sr=SAMPLE_RATE))
+    encoder = _voice_encoder()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small LSTM: one thread is fastest, and far faster on a busy machine
+    try:
+        embedding = encoder.embed_utterance(preprocess_wav(np.asarray(wav, np.float32), source_sr=SAMPLE_RATE))
+    finally:
+        torch.set_num_threads(threads)
     return (embedding / np.linalg.norm(embedding)).astype(np.float32)

@@ -2,7 +2,7 @@
 
 - `train_audio_tokenizer`: the spec's `fsq` (Conformer + FSQ, trained with reconstruction and CTC
   losses) or `kmeans` tokenizer, trained on the filtered utterances of the `train_on` audio sources
-  and the synthetic chunks of `train_on` generators (every audio source by default, else every
+  and the TTS calls of `train_on` generators (every audio source by default, else every
   generator mixed; in a fixed order, at most `sample` seconds), then frozen. One utterance
   in ten (at most `EVAL_CLIPS`) is held out to measure reconstruction, CTC, code usage and tokens per
   second for the report. Granularity does not reach it: fine and coarse chunks share one tokenizer.
@@ -37,6 +37,7 @@ from mixc.stages.chunk import ChunkManifest
 from mixc.stages.items import ItemStage, audio_path, item_key, load_wav
 from mixc.stages.store import ItemStore
 from mixc.stages.transcripts import UtteranceTable
+from mixc.stages.tts import SpokenCalls
 
 TOKENIZER = "tokenizer"
 EVAL_EVERY = 10
@@ -116,9 +117,10 @@ CLIP_COLUMNS = ["rec", "audio", "start", "end", "text"]
 
 def clip_tables(ctx: Context) -> list[pl.DataFrame]:
     """What the tokenizer trains on, per input: a web-audio source's filtered utterances, a
-    generator's synthetic chunks (audio item, span, text), in a fixed order."""
+    generator's TTS calls (audio item, span, text; never its chunks, so granularity does not reach
+    the tokenizer), in a fixed order."""
     tables = [UtteranceTable.read(f, CLIP_COLUMNS) for f in ctx.inputs_of("filter")]
-    return tables + [ChunkManifest.read(f, CLIP_COLUMNS) for f in ctx.inputs_of("tts")]
+    return tables + [SpokenCalls.read(f, CLIP_COLUMNS) for f in ctx.inputs_of("tts")]
 
 
 def training_clips(ctx: Context, limit_seconds: float):
@@ -210,6 +212,7 @@ class LoadAudioTokenizerStage(Stage):
 class EncodeStage(ItemStage):
     kind, version, doc = "encode", 2, "audio codes per chunk"
     suffix = CODES_SUFFIX
+    items_per_worker = 8  # a recording encodes in well under a second; a worker takes seconds to load torch
 
     def fingerprint(self, ctx: Context, spec) -> dict:
         return {"tokenizer": tree_digest(self._tokenizer(ctx))}
@@ -249,7 +252,7 @@ class EncodeStage(ItemStage):
             spans = list(zip(group["start"].to_list(), group["end"].to_list()))
             tasks.append((audio, spans, item_key(base, audio, json.dumps(spans))))
         todo = [t for t in tasks if not store.has(self.kind, t[2], self.suffix)]
-        stats.counts["recordings_cached"] = len(tasks) - len(todo)
+        stats.counts.update(recordings=len(tasks), recordings_cached=len(tasks) - len(todo))
         self.build_all(ctx, todo)
         parts = (self._stored(store, key) for _, _, key in tasks)
         vocab = AudioVocab.read(self._tokenizer(ctx).parent)

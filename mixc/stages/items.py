@@ -123,7 +123,7 @@ def _in_this_process(tasks: list[tuple]) -> Iterator[None]:
 @contextmanager
 def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[list[tuple]], Iterator[None]]]:
     """Runs tasks in this process (one worker, or one task) or in a spawned pool, yielding per task."""
-    workers = min(ctx.workers, todo)
+    workers = min(ctx.workers, todo // stage.items_per_worker)
     assert ctx.items is not None, "item stages run with the cache's item store"
     args = (stage.kind, ctx.config, threads_per_worker(workers), str(ctx.items.root), stage.load_args(ctx))
     if workers <= 1:
@@ -140,8 +140,11 @@ def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[lis
 
 
 class ItemStage(Stage):
-    """A stage whose work is per recording: `build` makes one item; `run` decides which are missing."""
+    """A stage whose work is per recording: `build` makes one item; `run` decides which are missing.
+    A pool of workers starts only for at least `items_per_worker` items per worker: spawning a
+    process and loading its model costs seconds, more than a few cheap items take."""
     suffix: ClassVar[str] = ".json"
+    items_per_worker: ClassVar[int] = 1
 
     def load_args(self, ctx: Context) -> tuple:
         """What `load` needs beyond the declared config (picklable: it travels to worker processes)."""

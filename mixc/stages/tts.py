@@ -12,7 +12,8 @@ Granularity: `fine` keeps each call as a chunk, joining one shorter than `min` t
 longer than `max` stays whole: it is counted as `chunks_over_max`); `coarse` merges consecutive
 calls while the chunk stays within `max`.
 
-Artifact: a chunk table (`ChunkManifest`, as web audio's `chunk` stage writes) with `rec` = the
+Artifact: `calls.parquet` (`SpokenCalls`: every TTS call's span and text, what the audio tokenizer
+trains on) and a chunk table (`ChunkManifest`, as web audio's `chunk` stage writes) with `rec` = the
 item's key, `path` = its lineage (`page id#chars=start-end`), `speaker` = the voice id, and the
 known text (no ASR); plus `voices.json`: per voice drawn, its items, chunks and seconds, the word
 error rate of the default ASR (faster-whisper tiny.en) on a sample of its chunks, and the cosine
@@ -115,8 +116,25 @@ class Voices:
         return self.loaded[voice.id].speak(text)
 
 
+class SpokenCalls:
+    """`calls.parquet`: every TTS call of a tts artifact (rec, audio, start, end, text, speaker), before
+    grouping into chunks: what the audio tokenizer trains on, whatever the granularity."""
+    FILE: ClassVar[str] = "calls.parquet"
+
+    @classmethod
+    def write(cls, folder: Path, rows: list[dict]) -> None:
+        schema = {"rec": pl.String, "audio": pl.String, "start": pl.Float64, "end": pl.Float64, "text": pl.String,
+                  "speaker": pl.String}
+        pl.DataFrame(rows, schema=schema).write_parquet(folder / cls.FILE)
+
+    @classmethod
+    def read(cls, folder: Path, columns: list[str] | None = None) -> pl.DataFrame:
+        return pl.read_parquet(folder / cls.FILE, columns=columns)
+
+
 class TtsStage(ItemStage):
     kind, version, doc = "tts", 1, "synthetic speech, one voice drawn per item"
+    items_per_worker = 4
     reads = (".tts.backend", ".tts.voices", ".tts.noise_scale", ".tts.noise_w_scale", ".tts.pause", ".chunk", "seed")
     settings = (".tts",)
     weights = ".tts.model"
@@ -177,6 +195,9 @@ class TtsStage(ItemStage):
         stats.counts["items_cached"] = len(items) - len(todo)
         self.build_all(ctx, todo)
         rows = self._chunks(ctx, stats, store, items)
+        SpokenCalls.write(ctx.out, [{"rec": key, "audio": key, "start": s.start, "end": s.end, "text": s.text,
+                                     "speaker": voice.id} for _, voice, key, _ in items
+                                    for s in read_records(store.path(self.kind, key, self.suffix), Spoken)])
         stats.items_out = len({r["doc"] for r in rows})
         stats.counts.update(chunk_stats([r["end"] - r["start"] for r in rows]))
         ChunkManifest.write(ctx.out, pl.DataFrame(rows, schema=SCHEMA))
