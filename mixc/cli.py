@@ -267,7 +267,8 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
     counts = write_pages(out)
-    click.echo(f"{out / 'pages'}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    click.echo(f"{out / 'pages'}: {counts['html_pages']} HTML pages and a WARC crawl of {counts['warc_pages']} more "
+               f"({counts['questions']} FAQ questions), plus a duplicate, a non-HTML response and a 404 page")
     if conversations:
         from mixc.demo.audio import write_corpus
         show = sys.stderr.isatty() if progress is None else progress

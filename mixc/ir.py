@@ -217,8 +217,10 @@ class Llm(Node):
     server; `vllm` runs offline batch inference in a worker environment of its own."""
 
     backend: Literal["extractive", "transformers", "openai", "vllm"] = "extractive"
-    model: str | None = Field(None, description="transformers, vllm: a local model directory; openai: the served name")
-    revision: str | None = Field(None, description="openai: the served model's revision (enters the cache key)")
+    model: str | None = Field(None, description="transformers, vllm: a local model directory or a hub id in the "
+                              "local Hugging Face cache; openai: the served name")
+    revision: str | None = Field(None, description="openai: the served model's revision (enters the cache key); "
+                                 "transformers, vllm: the cached snapshot of a hub id")
     base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: the environment variable holding the key")
     temperature: Probability = 0.7

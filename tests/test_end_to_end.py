@@ -1,5 +1,5 @@
 """The README's main job, through the console script: demo data -> compile -> train, shortened
-(4 conversations instead of 12, 40 tokenizer steps instead of 300, 30 training steps instead of 300)."""
+(4 conversations instead of 24, 40 tokenizer steps instead of 300, 30 training steps instead of 300)."""
 
 import json
 import subprocess
@@ -40,11 +40,12 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
     out = workspace / "build" / "demo"
     plan = TrainingPlan.read(out / "plan.json")
     Lock.read(out / "mix.lock")
-    assert {s.name for s in plan.streams} == {"factbook", "conversations"}
+    assert {s.name for s in plan.streams} == {"factbook", "conversations", "krist", "quest"}
     assert all(s.samples > 0 for s in plan.streams) and plan.trainer.steps == 300
     assert plan.vocab.audio_size == 1000 and set(plan.vocab.markers) == {"<audio>", "</audio>", "<text>", "</text>"}
     report = (out / "report.md").read_text()
-    assert "## Web audio" in report and "## Audio tokenizer" in report and "## Interleaving" in report
+    for section in ("## Web audio", "## Synthetic speech", "## Audio tokenizer", "## Interleaving"):
+        assert section in report
 
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",
                    cwd=workspace)

@@ -139,12 +139,33 @@ def test_compile_with_absent_weights_and_a_broken_checkpoint(compiled):
                       "error: audio tokenizer checkpoint")
 
 
-def test_compile_a_generator_this_mixc_cannot_run(compiled):
+GENERATOR_SETTINGS = {
+    "an absent model": ('  llm {\n    backend = transformers\n    model = "models/absent"\n  }\n',
+                        "gen.mix:8:13: error: LLM model 'models/absent': no such directory"),
+    "an espeak voice espeak-ng lacks": ('  tts { voices = ["espeak:en-xx"] }\n',
+                                        "gen.mix:6:18: error: espeak-ng 1.52.0 has no voice 'en-xx'"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(GENERATOR_SETTINGS))
+def test_a_generator_that_cannot_run_here_is_refused_before_any_stage(compiled, setting):
+    block, says = GENERATOR_SETTINGS[setting]
     (compiled / "pages.html").write_text("<p>Hello.</p>")
-    (compiled / "gen.mix").write_text(GENERATED)
-    for command in ("check", "compile"):
-        assert_user_error(mixc(command, "gen.mix", cwd=compiled), errors.SPEC,
-                          "error: 'k' needs stages this mixc cannot run yet")
+    (compiled / "gen.mix").write_text(GENERATED.replace("{ pages = pages }", "{\n  pages = pages\n" + block + "}"))
+    for command in ("check", "compile"):  # check says what compile refuses, at the same place
+        out = mixc(command, "gen.mix", "--cache-dir", "gen-cache", cwd=compiled) if command == "compile" \
+            else mixc(command, "gen.mix", cwd=compiled)
+        assert_user_error(out, errors.SPEC, says)
+    assert not (compiled / "gen-cache").exists() or not any((compiled / "gen-cache").rglob("stats.json"))
+
+
+def test_a_prompt_that_is_not_text(compiled):
+    (compiled / "pages.html").write_text("<p>Hello.</p>")
+    (compiled / "rewrite.txt").write_bytes(b"Rewrite {page} \xff\xfe for speech.\n")
+    krist = '{\n  pages = pages\n  prompt = "rewrite.txt"\n}'
+    (compiled / "gen.mix").write_text(GENERATED.replace("{ pages = pages }", krist))
+    assert_user_error(mixc("compile", "gen.mix", "--cache-dir", "gen-cache", cwd=compiled), errors.SPEC,
+                      "gen.mix:6:12: error: the prompt file rewrite.txt is not UTF-8 text")
 
 
 def test_compile_into_a_folder_that_cannot_be(compiled):

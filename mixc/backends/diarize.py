@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 
 from mixc import ir
 from mixc.audio import SAMPLE_RATE, Interval, Region, Turn
+from mixc.backends.hub import cached_file, hf_cache
 from mixc.errors import MissingWeights
 from mixc.hashing import model_file_digest as file_digest
 
@@ -408,26 +408,6 @@ class LocalPipeline:
     name: str
     config: dict
     files: tuple[Path, ...]
-
-
-def hf_cache() -> Path:
-    """The Hugging Face hub cache, as huggingface_hub finds it (HF_HUB_CACHE, HF_HOME, ~/.cache),
-    read at call time so that a changed environment is seen."""
-    from huggingface_hub import constants
-
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path(constants.HF_HUB_CACHE)
-
-
-def cached_file(repo: str, filename: str) -> Path | None:
-    """A file of a hub repository from the local cache only (its `main` snapshot); never downloads."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache())
-    return Path(found) if isinstance(found, str) else None
 
 
 def missing_from_cache(name: str, what: str, also: str = "") -> MissingWeights:

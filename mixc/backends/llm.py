@@ -62,6 +62,7 @@ from typing import IO, Any, Protocol, TypeAlias
 
 from mixc import ir
 from mixc.backends.envs import worker_python
+from mixc.backends.hub import cached_snapshot, hf_cache
 from mixc.errors import MissingWeights, SetupError, WorkerError
 from mixc.hashing import model_file_digest
 
@@ -144,12 +145,21 @@ def user_content(messages: Sequence[dict[str, str]]) -> str:
 
 
 def model_dir(cfg: ir.Llm, root: Path) -> Path:
-    """The local model directory `cfg.model` names (relative paths are from the workspace root)."""
+    """The local model directory `cfg.model` names: a path (relative paths are from the workspace
+    root), else a hub id (`ORG/NAME`) whose snapshot (`revision`, else `main`) is in the local
+    Hugging Face cache."""
     if not cfg.model:
         raise MissingWeights(f"the {cfg.backend} LLM backend has no model",
                              'set `model = "DIR"` inside llm { } to a local Hugging Face causal LM directory')
     path = Path(cfg.model).expanduser()
-    return path if path.is_absolute() else root / path
+    local = path if path.is_absolute() else root / path
+    if local.exists() or not _is_hub_id(cfg.model):
+        return local
+    return cached_snapshot(cfg.model, cfg.revision) or local
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
 
 
 def _missing_parts(path: Path) -> list[str]:
@@ -170,9 +180,11 @@ def checked_model_dir(cfg: ir.Llm, root: Path) -> Path:
             "e.g. `hf download ORG/NAME --local-dir DIR` on a machine with network access, or point `model` at "
             "one; mixc never downloads weights")
     if not path.is_dir():
-        raise MissingWeights(f"LLM model '{cfg.model}': no such directory {path}", hint)
+        also = f", nor in the local Hugging Face cache {hf_cache()}" if _is_hub_id(cfg.model or "") else ""
+        raise MissingWeights(f"LLM model '{cfg.model}': no such directory {path}{also}",
+                             hint + ("; `hf download ORG/NAME` (into the cache) works too" if also else ""))
     if missing := _missing_parts(path):
-        raise MissingWeights(f"LLM model '{cfg.model}': {path} has no {', no '.join(missing)}", hint)
+        raise MissingWeights(f"LLM model '{cfg.model}': {path} lacks {', '.join(missing)}", hint)
     return path
 
 
@@ -203,7 +215,7 @@ def identity(cfg: ir.Llm, root: Path) -> dict:
                 "revision": cfg.revision}
     digest = model_digest(checked_model_dir(cfg, root))
     if cfg.backend == "vllm":
-        return {"backend": "vllm", "version": VLLM_VERSION, "model": digest}
+        return {"backend": "vllm", "version": vllm_version(), "model": digest}
     # torch draws the samples and the device changes the numerics: both shape the text
     return {"backend": "transformers", "version": version("transformers"), "torch": version("torch"),
             "device": cfg.device, "model": digest}
@@ -467,8 +479,8 @@ class OpenAILlm:
         else:
             hint = ("the server rejected the request's parameters: check `max_tokens` against the model's context "
                     "length, and that the server accepts `seed` and the extra field `cache_prompt`")
-        return SetupError(f"the LLM server at {self.base_url} refused request {request.id}: {status} {err.message}",
-                          hint)
+        said = err.message if str(status) in err.message else f"{status} {err.message}"  # the client often says it
+        return SetupError(f"the LLM server at {self.base_url} refused request {request.id}: {said}", hint)
 
     def close(self) -> None:
         self.client.close()
@@ -574,6 +586,24 @@ class WorkerLlm:
 
     def close(self) -> None:
         pass
+
+
+def vllm_version() -> str:
+    """The vllm that will run: the pinned one in mixc's own environment, else the one installed in
+    the python that MIXC_VLLM_PYTHON names (asked once per process)."""
+    python = os.environ.get(VLLM_PYTHON_ENV)
+    return _installed_version(python, "vllm") if python else VLLM_VERSION
+
+
+@lru_cache(maxsize=4)
+def _installed_version(python: str, package: str) -> str:
+    asked = subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+                           capture_output=True, text=True, timeout=120)
+    if asked.returncode != 0:
+        raise WorkerError(f"{python} (from {VLLM_PYTHON_ENV}) has no {package} installed: "
+                          f"{asked.stderr.strip().splitlines()[-1] if asked.stderr.strip() else asked.returncode}",
+                          WORKER_HINT)
+    return asked.stdout.strip()
 
 
 def vllm_python() -> str:

@@ -255,7 +255,7 @@ class EspeakLibrary:
         found = (by_file[0].identifier if by_file else by_language[0][1] if by_language
                  else by_name[0].identifier if by_name else None)
         if found is None or (plus and variant not in self.variants):
-            english = sorted(lang for v in self.voices for _, lang in v.languages if lang.startswith("en-"))
+            english = sorted({lang for v in self.voices for _, lang in v.languages if lang.startswith("en-")})
             what = f"variant '{variant}'" if found is not None else f"voice '{base}'"
             raise SetupError(f"espeak-ng {self.version} has no {what} (asked for '{name}')",
                              f"use a voice or language espeak-ng knows, e.g. {', '.join(ESPEAK_EXAMPLES)} (English: "
@@ -534,7 +534,9 @@ def load(voice: ir.Voice, cfg: ir.Tts, root: Path, threads: int = 1) -> Synthesi
                      f"use one of {', '.join(ir.TTS_BACKENDS)}")
 
 
-def _locate_voice(voice: ir.Voice, cfg: ir.Tts, root: Path) -> None:
+def locate_voice(voice: ir.Voice, cfg: ir.Tts, root: Path) -> None:
+    """Raises SetupError / MissingWeights when `voice` cannot be used here (reads no weights, starts
+    no worker)."""
     if voice.backend == "flite":
         check_flite_voice(voice.name)
     elif voice.backend == "espeak":
@@ -543,13 +545,6 @@ def _locate_voice(voice: ir.Voice, cfg: ir.Tts, root: Path) -> None:
         piper_files(voice.name, root)
     elif voice.backend == "kokoro":
         kokoro_files(voice.name, cfg, root)
-
-
-def locate(cfg: ir.Tts, root: Path) -> None:
-    """Raises SetupError / MissingWeights for the first voice of the pool that cannot be used here (reads no
-    weights, starts no worker)."""
-    for voice in cfg.pool():
-        _locate_voice(voice, cfg, root)
 
 
 def _espeak_version() -> str:

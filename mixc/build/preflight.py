@@ -3,8 +3,8 @@ on top of the language's, and `mixc compile` runs before its first stage, so the
 
 - the budget against the data found (with sizes estimated from file metadata): a leaf whose needed
   passes exceed its `max_repeats` makes the budget infeasible;
-- stages this mixc cannot run yet (synthetic generators);
-- model weights a stage needs that are not on this machine (found, never read).
+- model weights a stage needs that are not on this machine (found, never read), and TTS voices that
+  cannot be used here (an espeak voice espeak-ng lacks, flite not installed).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mixc.plan import budget
 from mixc.plan.dag import StageGraph, subject_block
 from mixc.plan.sizes import SourceSize, estimate
 from mixc.stages import REGISTRY, graph
+from mixc.stages.base import StageError
 
 
 def stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
@@ -30,14 +31,14 @@ def stage_error(low: Lowered, exc: StageFailed) -> Diagnostic:
 
 
 def preflight(low: Lowered, stages: StageGraph) -> list[Diagnostic]:
-    """What a compile would refuse before building anything: model weights that are not on this
-    machine (found, not read). `mixc check` runs it too, so the two agree."""
+    """What a compile would refuse before building anything: model weights or voices that are not
+    on this machine (found, not read). `mixc check` runs it too, so the two agree."""
     diags: list[Diagnostic] = []
     for node in stages.values():
         if REGISTRY[node.kind].weights:
             try:
                 REGISTRY[node.kind].locate_weights(declared(low.spec, node), low.root)
-            except MissingWeights as exc:
+            except (MissingWeights, StageError) as exc:
                 diags.append(stage_error(low, StageFailed(node, exc, error_field(low.spec, node, exc))))
     return diags
 
@@ -55,8 +56,6 @@ def feasibility(low: Lowered, sizes: dict[str, SourceSize]) -> Iterator[Diagnost
                     low.span(subject_block(spec, name) + ("max_repeats",)) or low.span(("mixture",)),
                     f"'{name}' holds ~{available[name]:,.0f} tokens; lower the budget or its share, "
                     "raise the cap, or add data")
-
-
 
 
 def needs_sizes(spec: ir.Spec) -> bool:

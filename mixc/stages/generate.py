@@ -16,8 +16,9 @@ reply does not depend on which other items exist. Replies are stored as they arr
 stage resumes from the requests already answered.
 
 Outputs are validated whatever the backend: a `length` finish, an empty reply, a refusal, a reply
-too long (Krist: over twice its page part, which numbers spelled out for speech never reach;
-Quest: over `output.max_chars`), one in another language than `output.language`, and (Quest) an
+too long (Krist: over twice its page part, a loop or a ramble; numbers spelled out for speech
+lengthen a part, and a part that is mostly digits can pass that bound and be dropped; Quest: over
+`output.max_chars`), one in another language than `output.language`, and (Quest) an
 answer whose content words are not found in its page are dropped, each counted under its reason.
 
 Artifact (`GeneratedTexts`) `texts.parquet`, one row per kept item: `item` (its index), `id`
@@ -154,7 +155,10 @@ class LlmStage(Stage):
             template = prompt_text(ctx.root, path, default)
         except OSError as err:
             raise StageError(f"cannot read the prompt file {path}: {err.strerror}",
-                             "fix the path (relative to the workspace root)", read) from None
+                             "fix the path (relative to the spec that writes it)", read) from None
+        except UnicodeDecodeError as err:
+            raise StageError(f"the prompt file {path} is not UTF-8 text (byte {err.start}: {err.reason})",
+                             "save it as UTF-8", read) from None
         missing = [p for p in PLACEHOLDERS[task] if p not in template]
         if missing:
             raise StageError(f"the {task} prompt {path or default} lacks {', '.join(missing)}",

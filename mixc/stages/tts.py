@@ -34,7 +34,8 @@ import polars as pl
 
 from mixc import ir
 from mixc.audio import SAMPLE_RATE, Interval, Turn
-from mixc.stages.base import Context, Declared, Stats
+from mixc.errors import MissingWeights, SetupError
+from mixc.stages.base import Context, Declared, StageError, Stats
 from mixc.stages.chunk import SCHEMA, ChunkManifest, chunk_stats
 from mixc.stages.generate import GeneratedTexts
 from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, audio_path, item_key, load_wav, read_records
@@ -133,7 +134,7 @@ class SpokenCalls:
 
 
 class TtsStage(ItemStage):
-    kind, version, doc = "tts", 1, "synthetic speech, one voice drawn per item"
+    kind, version, doc = "tts", 2, "synthetic speech, one voice drawn per item"
     items_per_worker = 4
     reads = (".tts.backend", ".tts.voices", ".tts.noise_scale", ".tts.noise_w_scale", ".tts.pause", ".chunk", "seed")
     settings = (".tts",)
@@ -143,8 +144,18 @@ class TtsStage(ItemStage):
 
     @classmethod
     def locate_weights(cls, config: Declared, root: Path) -> None:
+        """Every voice of the pool is usable here. What a voice lacks is reported at `voices` (an
+        unknown espeak voice, flite not installed, a piper voice's files), except kokoro's weights,
+        which `model` names."""
         from mixc.backends import tts
-        tts.locate(config.get(".tts"), root)
+        cfg: ir.Tts = config.get(".tts")
+        for voice in cfg.pool():
+            try:
+                tts.locate_voice(voice, cfg, root)
+            except SetupError as exc:
+                if isinstance(exc, MissingWeights) and voice.backend == "kokoro":
+                    raise
+                raise StageError(exc.message, exc.hint, field=".tts.voices") from exc
 
     def fingerprint(self, ctx: Context, spec) -> dict:
         from mixc.backends import tts

@@ -31,12 +31,11 @@ def test_check_clean_spec_exits_0():
 
 
 def test_check_refuses_what_compile_refuses():
-    """The paper's recipe needs the synthetic generators, which this mixc cannot run yet, and a
-    pyannote pipeline this machine lacks: check says so, located, as compile would."""
+    """The paper's recipe needs a 70B LLM and a pyannote pipeline that this machine lacks: check
+    says so, located, as compile would."""
     out = mixc("check", "--no-sizes", "specs/spelangy.mix")
     assert out.returncode == 1
-    assert "error: 'krist' needs stages this mixc cannot run yet: extract (pages), rewrite, tts" in out.stdout
-    assert "error: 'quest' needs stages this mixc cannot run yet" in out.stdout
+    assert out.stdout.count("error: LLM model 'meta-llama/Llama-3.1-70B-Instruct': no such directory") == 2
     assert "error: pyannote pipeline 'pyannote/speaker-diarization-3.1' is not in the local" in out.stdout
 
 

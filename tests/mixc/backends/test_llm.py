@@ -18,6 +18,7 @@ from mixc import ir
 from mixc.backends.llm import (
     BACKOFF_MAX_S,
     VLLM_PYTHON_ENV,
+    VLLM_VERSION,
     ExtractiveLlm,
     OpenAILlm,
     Reply,
@@ -148,9 +149,29 @@ def test_missing_model_is_reported_before_loading(tmp_path):
     assert str(tmp_path / "models" / "absent") in absent.value.message and "never downloads" in absent.value.hint
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
-    with pytest.raises(MissingWeights, match="no a tokenizer .*, no weights"):
+    with pytest.raises(MissingWeights, match="lacks a tokenizer .*, weights"):
         load(llm("transformers", model="half"), tmp_path)
     locate(llm("extractive"), tmp_path)  # needs nothing
+
+
+def test_a_hub_id_is_found_in_the_local_hugging_face_cache(tiny_model, tmp_path, monkeypatch):
+    """`model = "ORG/NAME"` after `hf download ORG/NAME`: the cached snapshot of `revision` (else
+    main), found offline; a local folder of that name wins."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    for ref, commit in (("main", "a" * 40), ("v1", "b" * 40)):
+        shutil.copytree(tiny_model, repo / "snapshots" / commit)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    (repo / "snapshots" / ("b" * 40) / "generation_config.json").write_text('{"eos_token_id": 1}\n')
+    main = identity(llm("transformers", model="acme/tiny"), tmp_path)
+    assert main["model"] == identity(llm("transformers", model=str(tiny_model)), tmp_path)["model"]
+    assert identity(llm("transformers", model="acme/tiny", revision="v1"), tmp_path)["model"] != main["model"]
+    with pytest.raises(MissingWeights, match="nor in the local Hugging Face cache"):
+        locate(llm("transformers", model="acme/absent"), tmp_path)
+    shutil.copytree(tiny_model, tmp_path / "acme" / "tiny")
+    (tmp_path / "acme" / "tiny" / "generation_config.json").write_text('{"eos_token_id": 2}\n')
+    assert identity(llm("transformers", model="acme/tiny"), tmp_path)["model"] != main["model"]
 
 
 # ----------------------------------------------------------------------------- openai
@@ -262,6 +283,22 @@ def workers_on(folder: Path) -> list[int]:
         except OSError:  # the process ended while we looked
             pass
     return found
+
+
+def test_vllm_identity_names_the_vllm_that_will_run(tiny_model, tmp_path, monkeypatch):
+    """The pinned vllm in mixc's own environment; the one MIXC_VLLM_PYTHON's python has, asked;
+    a python without vllm is a worker error, not a made-up version."""
+    cfg = llm("vllm", model=str(tiny_model))
+    monkeypatch.delenv(VLLM_PYTHON_ENV, raising=False)
+    assert identity(cfg, tmp_path)["version"] == VLLM_VERSION
+    fake = tmp_path / "python"  # a python that reports vllm 9.9.9 (a stand-in for a real vllm environment)
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'print(\"9.9.9\")'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(VLLM_PYTHON_ENV, str(fake))
+    assert identity(cfg, tmp_path)["version"] == "9.9.9"
+    monkeypatch.setenv(VLLM_PYTHON_ENV, sys.executable)
+    with pytest.raises(WorkerError, match="has no vllm installed"):
+        identity(cfg, tmp_path)
 
 
 def test_worker_replies_stream_and_the_worker_ends_with_the_caller(tiny_model, tmp_path, monkeypatch):

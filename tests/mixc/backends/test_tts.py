@@ -107,9 +107,10 @@ def test_unknown_voices_say_what_exists(tmp_path):
 
 
 def test_locate_accepts_the_default_pool_and_names_a_bad_voice():
-    tts.locate(Tts(), ROOT)
+    for voice in Tts().pool():
+        tts.locate_voice(voice, Tts(), ROOT)
     with pytest.raises(SetupError, match="'en-xx'"):
-        tts.locate(Tts(voices=("flite:awb", "espeak:en-xx")), ROOT)
+        tts.locate_voice(Voice("espeak", "en-xx"), Tts(), ROOT)
 
 
 def test_revision_names_what_changes_the_bytes():
@@ -166,7 +167,7 @@ def test_whisper_understands_each_backend(asr, voice):
 
 def test_kokoro_missing_weights_name_each_file(tmp_path):
     with pytest.raises(MissingWeights, match="sets no `model`"):
-        tts.locate(Tts(voices=("kokoro:af_heart",)), ROOT)
+        tts.locate_voice(Voice("kokoro", "af_heart"), Tts(voices=("kokoro:af_heart",)), ROOT)
     cfg = Tts(voices=("kokoro:af_heart",), model="kokoro")
     (tmp_path / "kokoro").mkdir()
     with pytest.raises(MissingWeights) as missing:
@@ -200,7 +201,7 @@ def test_kokoro_worker_failure_is_a_worker_error_with_its_stderr(tmp_path):
                            "with kokoro 0.9.4 and en_core_web_sm) and MIXC_KOKORO_MODEL (the weights folder) to run")
 def test_kokoro_speaks_deterministically():
     cfg = Tts(voices=("kokoro:af_heart",), model=os.environ["MIXC_KOKORO_MODEL"])
-    tts.locate(cfg, ROOT)
+    tts.locate_voice(Voice("kokoro", "af_heart"), cfg, ROOT)
     voice = tts.load(Voice("kokoro", "af_heart"), cfg, ROOT)
     assert isinstance(voice, tts.KokoroWorker)
     try:
