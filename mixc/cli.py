@@ -241,6 +241,29 @@ def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> No
     run_training(plan_file, run_dir=run_dir, max_duration=max_duration)
 
 
+@cli.command("eval")
+@click.argument("target", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path(exists=True, path_type=Path))
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="the compiled plan.json [default: the one that trained the run, from its run.json]")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None, help="[default: gpu when available]")
+def eval_(target: Path, plan_file: Path | None, device: str | None) -> None:
+    """Score a trained model on its plan's eval sets: spoken QA, written QA, the modality gap.
+
+    TARGET is a run folder of `mixc train` (its latest checkpoint) or a checkpoint .pt file. Writes
+    eval.json (every figure and every item's log-likelihoods), report.md and PNG plots into the
+    run folder. The same checkpoint and sets give the same numbers, on one process or many.
+    """
+    from runtime.evaluate import evaluate_run
+    from runtime.train import resolve_device
+
+    chosen = resolve_device(device)
+    run_dir, results = evaluate_run(target, plan_file, "cuda" if chosen == "gpu" else "cpu")
+    for name, r in results.items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in r["summary"].items())
+        click.echo(f"{name} ({r['kind']}): {shown}")
+    click.echo(f"eval.json, report.md and plots in {run_dir}")
+
+
 @cli.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"))
 @click.option("--conversations", type=click.IntRange(0), default=24, show_default=True,
@@ -257,6 +280,8 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
                 (navigation, cookie banner, sidebar, a table, footer, an FAQ), one WARC crawl
                 file, and a few pages a compile must set aside (a duplicate, a non-HTML
                 response, a "not found" page): the synthetic generators' input.
+    eval/:      factbook_qa.jsonl, questions on Factbook facts with their answers: the spoken QA
+                eval set (voiced by a voice held out from training when the spec compiles).
     web-audio/: podcast-style conversations of 2-4 distinct speakers (Debian flite voices and
                 piper's joe voice) reading Factbook sentences in turns, as FLAC, each with a .json
                 of its true speaker turns and transcript beside it. Needs `flite` (scripts/setup.sh
@@ -266,6 +291,8 @@ def demo_data(out: Path, conversations: int, noise_snr: float | None, progress: 
     from mixc.demo.pages import write_pages
     files, docs = write_factbook(out)
     click.echo(f"{out / 'factbook'}: {files} files, {docs:,} documents")
+    from mixc.demo.qa import write_qa
+    click.echo(f"{out / 'eval'}: {write_qa(out)} spoken QA questions (factbook_qa.jsonl, voiced at compile time)")
     counts = write_pages(out)
     click.echo(f"{out / 'pages'}: {counts['html_pages']} HTML pages and a WARC crawl of {counts['warc_pages']} more "
                f"({counts['questions']} FAQ questions), plus a duplicate, a non-HTML response and a 404 page")

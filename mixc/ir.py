@@ -492,10 +492,20 @@ class Train(Node):
     log_every: int = 10
 
 
+EVAL_FORMATS = ("auto", "mixc", "webquestions", "triviaqa")
+SCORED_EVAL_KINDS = ("sqa", "mc", "modality_gap")  # the kinds this mixc scores
+SPOKEN_EVAL_KINDS = ("sqa", "modality_gap")  # the kinds whose questions are spoken
+
+
 class EvalSet(Node):
     kind: Literal["sqa", "mc", "lm", "modality_gap", "topics"]
     files: Globs = ()
+    format: Literal["auto", "mixc", "webquestions", "triviaqa"] = Field(
+        "auto", description="the jsonl layout: mixc's schema, WebQuestions', TriviaQA's; auto: by each line's keys")
     limit: int | None = Field(None, description="evaluate at most this many examples")
+    choices: int = Field(4, ge=2, description="choices per question (answer-only items get distractors)")
+    voice: str = Field("espeak:en-us+f3", description="the TTS voice (backend:name) that reads questions without "
+                       "audio; keep it out of the training voices")
 
 
 class Eval(Node):

@@ -84,6 +84,21 @@ class TrainerPlan(_Model):
     log_every: int
 
 
+class EvalSetPlan(_Model):
+    name: str
+    kind: Literal["sqa", "mc", "modality_gap"]
+    path: str = Field(description="the framed items (jsonl), relative to plan.json")
+    items: int
+    sha256: str = Field(description="the file's digest: names the exact items and choices scored")
+    voice: str | None = Field(description="the TTS voice that read questions without audio (spoken sets)")
+
+
+class EvalPlan(_Model):
+    every: int = Field(0, description="batches between evaluations during training; 0: none")
+    text_size: int = Field(0, description="ids below this are text tokens (the modality gap's text-only figures)")
+    sets: tuple[EvalSetPlan, ...] = ()
+
+
 class _Document(_Model):
     """A versioned JSON file: written with its `schema` tag, read back with validation."""
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -121,6 +136,7 @@ class TrainingPlan(_Document):
     optimizer: OptimizerPlan
     schedule: SchedulePlan
     trainer: TrainerPlan
+    eval: EvalPlan = EvalPlan()
 
 
 class ShardLock(_Model):

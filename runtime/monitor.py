@@ -44,8 +44,8 @@ def last_logged_loss(path: Path) -> float | None:
     """The loss of the last logged step, for a rerun that finds its run already complete."""
     if not path.exists():
         return None
-    lines = path.read_text().splitlines()
-    return json.loads(lines[-1])["loss"] if lines else None
+    losses = [row["loss"] for row in map(json.loads, path.read_text().splitlines()) if "loss" in row]
+    return losses[-1] if losses else None
 
 
 class MetricsLog(Callback):

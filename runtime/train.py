@@ -19,6 +19,7 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from mixc.errors import DataError, UsageError
 from mixc.planfile import Lock, OptimizerPlan, SchedulePlan, TrainingPlan
 from runtime.composer_model import SpeechLMComposer, batch_token_counts
 from runtime.data import build_dataset, build_loader, release
+from runtime.evaluate import EvalCallback, write_run_report
 from runtime.model import build_model, flops_per_token
 from runtime.monitor import MetricsLog, last_logged_loss, peak_flops
 from runtime.verify import ShardMismatch, verify_plan, verify_shards
@@ -198,6 +200,7 @@ def claim_run_dir(run_dir: Path, plan: TrainingPlan, plan_path: Path) -> None:
                              "would mix two runs", "pass another --run-dir (or remove that folder to start over)")
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.dump(kept)
+    (run_dir / "run.json").write_text(json.dumps({"plan": str(plan_path)}) + "\n")  # where `mixc eval` finds it
 
 
 def latest_checkpoint(save_folder: Path) -> Path | None:
@@ -225,6 +228,7 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
     monitor = MetricsLog(run_dir / "metrics.jsonl", plan.trainer.log_every, flops_per_token(net, plan.seq_len),
                          peak_flops(device, precision))
     clipping = [GradientClipping(clipping_type="norm", clipping_threshold=plan.trainer.grad_clip)]
+    evals = [EvalCallback(plan, plan_dir, run_dir / "metrics.jsonl")] if plan.eval.sets else []
     trainer = Trainer(
         model=SpeechLMComposer(net, pad_id=plan.vocab.pad),
         train_dataloader=DataSpec(build_loader(dataset, per_device, num_workers),
@@ -236,7 +240,7 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
         schedulers=build_scheduler(plan.schedule, plan.trainer.steps),
         step_schedulers_every_batch=True,
         algorithms=clipping if plan.trainer.grad_clip > 0 else [],
-        callbacks=[monitor, *callbacks],
+        callbacks=[monitor, *evals, *callbacks],
         device=device,
         precision=precision,
         device_train_microbatch_size=plan.trainer.micro_batch or per_device,
@@ -290,6 +294,11 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
         trainer.close()
         release(dataset)
     metrics = run_dir / "metrics.jsonl"
+    scored = next((c.last for c in trainer.state.callbacks if isinstance(c, EvalCallback)), None)
+    if scored and dist.get_global_rank() == 0:
+        table = write_run_report(run_dir, scored, int(trainer.state.timestamp.batch), latest_checkpoint(checkpoints),
+                                 plan_path, plan.ir_hash)
+        say(f"evaluation ({run_dir / 'report.md'}):\n" + "\n".join(table.splitlines()[4:4 + 2 + len(scored)]))
     loss = trainer.state.total_loss_dict.get("loss/train/total", last_logged_loss(metrics))
     result = TrainResult(step=int(trainer.state.timestamp.batch), loss=loss,
                          checkpoint=latest_checkpoint(checkpoints), run_dir=run_dir, metrics=metrics)

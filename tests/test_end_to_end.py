@@ -50,6 +50,13 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",
                    cwd=workspace)
     assert "done at step 30" in trained
+    assert "| factbook_qa | sqa | 60 |" in trained  # the eval table, at the end of training
+    assert plan.eval.sets[0].voice == "espeak:en-us+f3" and plan.eval.every == 100
+    result = json.loads((workspace / "runs" / "demo" / "eval.json").read_text())["sets"]["factbook_qa"]
+    assert result["summary"]["chance"] == 0.25 and 0 <= result["summary"]["acc"] <= 1
+    assert {"loss.png", "eval.png", "report.md"} <= {p.name for p in (workspace / "runs" / "demo").iterdir()}
+    evaluated = mixc("eval", "runs/demo", cwd=workspace)
+    assert f"acc {result['summary']['acc']:.4f}" in evaluated  # mixc eval: the numbers training logged
     metrics = [json.loads(line) for line in (workspace / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics if m.get("loss") is not None]
     assert len(losses) >= 3 and losses[-1] < losses[0], losses

@@ -1,6 +1,7 @@
 """`mixc compile`: run the plan's stages, then write the training plan, the lock and the report.
 
-Output folder: `streams/<leaf>/` (one MDS stream per mixture leaf), `tokenizer/`, `plan.json`
+Output folder: `streams/<leaf>/` (one MDS stream per mixture leaf), `tokenizer/`, `eval/<set>.jsonl`
+(each scored eval set's framed questions), `plan.json`
 (what to train on and how), `mix.lock` (what the data is, byte for byte), `report.md` (what was
 built and what it cost). plan.json is written last and removed first, so a folder with a plan.json
 always holds the streams that plan names.
@@ -26,6 +27,8 @@ from mixc.plan import budget
 from mixc.plan.dag import subject_block
 from mixc.plan.vocab import Layout, layout
 from mixc.planfile import (
+    EvalPlan,
+    EvalSetPlan,
     Lock,
     ModelPlan,
     OptimizerPlan,
@@ -101,7 +104,8 @@ def _vocab(lay: Layout, tokenizer: Path) -> VocabLayout:
                        tokenizer=f"tokenizer/{tokenizer.name}", tokenizer_kind=kind)
 
 
-def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: VocabLayout, steps: int) -> TrainingPlan:
+def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: VocabLayout, steps: int,
+          evals: EvalPlan) -> TrainingPlan:
     t = spec.train
     return TrainingPlan(
         spec=spec_path, ir_hash=spec.content_hash(), seed=spec.seed, seq_len=spec.pack.seq_len,
@@ -114,7 +118,30 @@ def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: Vocab
                             precision=t.precision, parallelism=t.parallelism.strategy,
                             sharding=t.parallelism.sharding, checkpoint_every=t.checkpoint.every,
                             checkpoint_keep=t.checkpoint.keep, log_every=t.log_every),
+        eval=evals,
     )
+
+
+def _eval_sets(spec: ir.Spec, runs: dict[str, StageRun], out: Path) -> list[EvalSetPlan]:
+    """Each scored eval set's framed items, copied to eval/<name>.jsonl."""
+    shutil.rmtree(out / "eval", ignore_errors=True)
+    sets = []
+    for name in sorted(spec.eval.sets):
+        run = runs.get(f"eval_encode:{name}")
+        if run is None:
+            continue
+        (out / "eval").mkdir(exist_ok=True)
+        target = out / "eval" / f"{name}.jsonl"
+        shutil.copyfile(run.path / "items.jsonl", target)
+        info = json.loads((run.path / "eval.json").read_text())
+        sets.append(EvalSetPlan(name=name, kind=info["kind"], path=f"eval/{name}.jsonl", items=info["items"],
+                                sha256=sha256_file(target), voice=info["voice"]))
+    return sets
+
+
+def _file_locks(out: Path, folder: Path) -> list[ShardLock]:
+    return [ShardLock(path=p.relative_to(out).as_posix(), sha256=sha256_file(p), bytes=p.stat().st_size)
+            for p in sorted(folder.rglob("*")) if p.is_file()]
 
 
 def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan], tokenizer: Path) -> list[ShardLock]:
@@ -126,10 +153,7 @@ def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan
     for stream in streams:
         target = out / stream.path
         shutil.copytree(runs[f"shards:{stream.name}"].path / MDS, target)
-        for path in sorted(target.rglob("*")):
-            if path.is_file():
-                locks.append(ShardLock(path=path.relative_to(out).as_posix(), sha256=sha256_file(path),
-                                       bytes=path.stat().st_size))
+        locks += _file_locks(out, target)
     return locks
 
 
@@ -182,8 +206,12 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").unlink(missing_ok=True)
     shards = _copy_outputs(out, runs, streams, tokenizer)
+    evals = EvalPlan(every=spec.eval.every if spec.eval.sets else 0, text_size=lay.text.size,
+                     sets=tuple(_eval_sets(spec, runs, out)))
+    if evals.sets:
+        shards += _file_locks(out, out / "eval")
     _lock(spec, runs, streams, shards, tokenizer).dump(out / "mix.lock")
-    plan = _plan(spec_path, spec, streams, _vocab(lay, tokenizer), steps)
+    plan = _plan(spec_path, spec, streams, _vocab(lay, tokenizer), steps, evals)
     seconds = time.perf_counter() - start
     (out / "report.md").write_text(compile_report(plan, runs, seconds))
     plan.dump(out / "plan.json")

@@ -77,6 +77,9 @@ def check_name_clash(low: Lowered) -> Iterator[Diagnostic]:
     for name in sorted(set(spec.sources) & set(spec.generators)):
         yield error("name.duplicate", f"'{name}' names both a source and a generator",
                     low.span(("generators", name)), f"rename one of them; the source '{name}' is defined too")
+    for name in sorted(set(spec.eval.sets) & (set(spec.sources) | set(spec.generators))):
+        yield error("name.duplicate", f"'{name}' names both an eval set and a source or generator",
+                    low.span(("eval", "sets", name)), "rename the eval set (stages and reports name it)")
 
 
 def _groups(group: ir.MixGroup, path: tuple[str, ...]) -> Iterator[tuple[ir.MixGroup, tuple[str, ...]]]:
@@ -309,11 +312,30 @@ def check_files(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_eval(low: Lowered) -> Iterator[Diagnostic]:
-    """The eval block is part of the language; this mixc does not run it yet."""
-    span = low.span(("eval",))
-    if span is not None:
-        yield warning("eval.not-run", "the eval block is checked but not run yet: `mixc train` trains and stops",
-                      span, "keep it for when evaluation lands (it changes no stage), or remove it")
+    """Eval sets: kinds this mixc does not score yet, spoken sets without speech, the voice."""
+    spec = low.spec
+    training_voices = {v for gen in spec.generators.values() for v in gen.tts.pool()}
+    speech = any(isinstance(spec.sources.get(leaf.name), ir.AudioSource) or leaf.name in spec.generators
+                 for leaf in spec.mixture.leaves())
+    for name, evalset in spec.eval.sets.items():
+        path = ("eval", "sets", name)
+        if evalset.kind not in ir.SCORED_EVAL_KINDS:
+            yield warning("eval.not-run", f"eval set '{name}': kind {evalset.kind} is checked but not scored yet",
+                          low.span(path + ("kind",)) or low.span(path),
+                          f"this mixc scores {', '.join(ir.SCORED_EVAL_KINDS)}; keep it for later or remove it")
+            continue
+        if evalset.kind in ir.SPOKEN_EVAL_KINDS and not speech:
+            yield error("eval.no-speech", f"eval set '{name}' is spoken ({evalset.kind}) and the mixture has no speech",
+                        low.span(path + ("kind",)) or low.span(path),
+                        "a model trained without audio cannot hear the questions: use kind = mc, or add speech")
+        voice = ir.Voice.parse(evalset.voice, "flite")
+        if evalset.kind in ir.SPOKEN_EVAL_KINDS and voice in training_voices:
+            yield warning("eval.voice", f"eval set '{name}' is read by {evalset.voice}, which voices training data too",
+                          low.span(path + ("voice",)) or low.span(path),
+                          "hold a voice out of training (the default, espeak:en-us+f3, is in no default pool)")
+        if voice.backend == "flite" and voice.name not in FLITE_VOICES:
+            yield error("backend.voice", f"unknown flite voice '{voice.name}'; known: {', '.join(FLITE_VOICES)}",
+                        low.span(path + ("voice",)) or low.span(path), did_you_mean(voice.name, list(FLITE_VOICES)))
 
 
 CHECKS: tuple[Callable[[Lowered], Iterator[Diagnostic]], ...] = (

@@ -38,11 +38,14 @@ class Declaration(Protocol):
 
 
 def subject_block(spec: ir.Spec, subject: str) -> IrPath:
-    """Where a subject's block is in the IR: a source, a generator, or a tokenizer."""
+    """Where a subject's block is in the IR: a source, a generator, an eval set, or a tokenizer
+    (names are unique across the first three: the language checks it)."""
     if subject in spec.sources:
         return ("sources", subject)
     if subject in spec.generators:
         return ("generators", subject)
+    if subject in spec.eval.sets:
+        return ("eval", "sets", subject)
     return ("tokenizers", subject)
 
 
@@ -146,6 +149,12 @@ class _Wiring:
         vocab = [self.audio_tokenizer()] if budget.has_speech(self.spec) else []
         return self.add("shards", name, [packed] + vocab)
 
+    def eval_set(self, name: str) -> None:
+        """eval_items -> eval_encode (with the text tokenizer, and the audio one for spoken sets)."""
+        kind = self.spec.eval.sets[name].kind
+        tokenizers = [self.text_tokenizer()] + ([self.audio_tokenizer()] if kind in ir.SPOKEN_EVAL_KINDS else [])
+        self.add("eval_encode", name, [self.add("eval_items", name, [])] + tokenizers)
+
     def leaf(self, name: str) -> None:
         source = self.spec.sources.get(name)
         if isinstance(source, ir.TextSource):
@@ -162,6 +171,9 @@ def wire(spec: ir.Spec, kinds: Mapping[str, type[Declaration]]) -> StageGraph:
     wiring = _Wiring(spec, kinds)
     for leaf in sorted(budget.leaf_shares(spec.mixture)):
         wiring.leaf(leaf)
+    for name, evalset in sorted(spec.eval.sets.items()):
+        if evalset.kind in ir.SCORED_EVAL_KINDS:
+            wiring.eval_set(name)
     return wiring.graph
 
 

@@ -8,6 +8,7 @@ in full, one repeated 1.5x, one down-sampled, 80 sequences per epoch = 20 steps 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 from streaming import MDSWriter
 
 from mixc.planfile import (
+    EvalPlan,
+    EvalSetPlan,
     Lock,
     ModelPlan,
     OptimizerPlan,
@@ -80,9 +83,29 @@ def lock_entries(plan_dir: Path, folder: Path) -> list[ShardLock]:
                       bytes=f.stat().st_size) for f in sorted(folder.iterdir())]
 
 
+def write_eval_set(root: Path, items: int, rng: np.random.Generator) -> EvalSetPlan:
+    """eval/qa.jsonl: `items` framed sqa items of random ids (spoken: codes between the audio
+    markers, then <text>; written: text ids between the text markers, then <text>)."""
+    lines = []
+    for i in range(items):
+        codes = (rng.integers(0, VOCAB.audio_size, int(rng.integers(4, 12))) + VOCAB.audio_offset).tolist()
+        question = rng.integers(0, 190, int(rng.integers(3, 8))).tolist()
+        choices = [rng.integers(0, 190, int(rng.integers(1, 4))).tolist() for _ in range(4)]
+        lines.append(json.dumps({"id": f"q{i}", "topic": None, "where": f"qa.jsonl:{i + 1}", "question": f"q{i}",
+                                 "choices": [f"c{j}" for j in range(4)], "answer": int(rng.integers(4)),
+                                 "choice_chars": [2 * len(c) for c in choices], "choice_tokens": choices,
+                                 "written": [202, *question, 203, 202], "spoken": [200, *codes, 201, 202]}))
+    (root / "eval").mkdir(parents=True, exist_ok=True)
+    path = root / "eval" / "qa.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return EvalSetPlan(name="qa", kind="sqa", path="eval/qa.jsonl", items=items,
+                       sha256=hashlib.sha256(path.read_bytes()).hexdigest(), voice="espeak:en-us+f3")
+
+
 def make_plan(root: Path, streams: Sequence[StreamSpec], *, global_batch: int = 4, seed: int = 7,
-              **trainer: object) -> Path:
-    """Write shards, plan.json and mix.lock under `root`; `trainer` overrides TrainerPlan fields."""
+              eval_items: int = 0, eval_every: int = 5, **trainer: object) -> Path:
+    """Write shards, plan.json and mix.lock under `root`; `trainer` overrides TrainerPlan fields;
+    `eval_items` > 0 adds an sqa eval set of that many random items, scored every `eval_every`."""
     rng = np.random.default_rng(seed)
     epoch = sum(s.choose for s in streams)
     stream_plans, shards, tokens = [], [], {}
@@ -96,11 +119,15 @@ def make_plan(root: Path, streams: Sequence[StreamSpec], *, global_batch: int = 
     settings = dict(global_batch=global_batch, micro_batch=None, steps=epoch // global_batch, grad_clip=1.0,
                     precision="auto", parallelism="auto", sharding="full_shard", checkpoint_every=5,
                     checkpoint_keep=2, log_every=5) | trainer
+    evals = EvalPlan()
+    if eval_items:
+        evals = EvalPlan(every=eval_every, text_size=VOCAB.text_size, sets=(write_eval_set(root, eval_items, rng),))
+        shards += lock_entries(root, root / "eval")
     plan = TrainingPlan(spec="test.mix", ir_hash="ir-test", seed=seed, seq_len=SEQ_LEN, epoch_samples=epoch,
                 streams=tuple(stream_plans), vocab=VOCAB, loss="all", model=ModelPlan(preset="tiny"),
                 optimizer=OptimizerPlan(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1),
                 schedule=SchedulePlan(name="cosine", warmup_steps=2, min_lr_ratio=0.1),
-                trainer=TrainerPlan(**settings))
+                trainer=TrainerPlan(**settings), eval=evals)
     plan.dump(root / "plan.json")
     Lock(ir_hash=plan.ir_hash, seed=seed, sources={}, tokenizer="0" * 64, models={}, stage_keys={},
          tokens=tokens, shards=tuple(shards)).dump(root / "mix.lock")

@@ -25,6 +25,7 @@ import pytest
 from mixc.build.execute import declared
 from mixc.demo.audio import write_corpus
 from mixc.demo.pages import write_pages
+from mixc.demo.qa import write_qa
 from mixc.plan.dag import SUBJECT
 from mixc.stages import REGISTRY, graph
 from mixc.stages.base import Declared, UndeclaredRead
@@ -86,6 +87,12 @@ mixture {
 }
 budget { steps = 4 }
 train { batch = 2 }
+eval {
+  set qa : sqa {
+    files = "data/eval/factbook_qa.jsonl"
+    limit = 12
+  }
+}
 """
 
 
@@ -143,6 +150,7 @@ def outputs(tmp_path_factory) -> tuple[dict[str, str], dict[str, set[str]]]:
     ws = workspace(root / "ws", root / "cache")
     write_corpus(ws.root / "data" / "web", 2, seed=7, speakers=(2, 3), n_turns=5)
     write_pages(ws.root / "data")
+    write_qa(ws.root / "data")
     trained = ws.compile(ws.spec(TRAINED, "trained.mix"), out="trained")
     shutil.copytree(trained.runs["train_audio_tokenizer:audio"].path / "tokenizer", ws.root / "checkpoint")
     loaded = ws.compile(ws.spec(LOADED, "loaded.mix"), out="loaded")

@@ -1,0 +1,347 @@
+"""Eval sets, compiled with the spec: `eval_items` reads and checks the questions, `eval_encode`
+voices the ones without audio and frames each question the way training framed its chunks.
+
+`eval_items` reads jsonl files in one of these layouts (`format`, else told apart by each line's keys):
+
+- `mixc`: {"question": str, "choices": [str, ...], "answer": int (index into choices) | str (the
+  answer alone), "audio": path of the spoken question (relative to the jsonl file), "id", "topic"};
+- `webquestions`: {"question", "answers": [str, ...], "url"?}: the first answer is gold;
+- `triviaqa`: {"question", "answer": {"value": str, "aliases": [...]}, "question_id"?}.
+
+A line that cannot be used is dropped and counted under its reason, and listed with its
+file:line in report.md: `not json`, `empty question`, `no answer`, `wrong number of choices`,
+`answer out of range`, `missing audio`, `duplicate id`. An item that brings only its answer gets
+`choices - 1` distractors drawn from the other items' answers (distinct from the gold one, case
+and spacing aside) and its gold position, both seeded by (spec seed, set, item id): built once and
+frozen, so the artifact's digest (recorded in plan.json) names the multiple-choice version scored.
+
+Artifact (`EvalItems`): `items.parquet`, one row per item: `id`, `topic`, `question`, `choices`
+(list), `answer` (index), `audio` (absolute path or null), `where` (file:line).
+
+`eval_encode` (artifact `EvalEncoded`): `items.jsonl`, one framed item a line, and `eval.json`
+(kind, counts, the voice). The spoken context is `<audio> codes </audio> <text>` (the question's
+audio through the spec's audio tokenizer), the written one `<text> question </text> <text>`, and a
+choice is its text with a leading space, as a text chunk that follows another chunk is tokenised in
+training (markers as `interleave.markers` sets them; none when it is `none`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mixc import ir
+from mixc.lang.workspace import expand
+from mixc.stages.base import Context, Stage, StageError, Stats
+
+REASONS = ("not json", "empty question", "no answer", "wrong number of choices", "answer out of range",
+           "missing audio", "duplicate id")
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    topic: str | None
+    question: str
+    choices: tuple[str, ...]  # empty for an answer-only item until distractors are drawn
+    answer: int | str  # index into choices, or the answer text of an answer-only item
+    audio: str | None
+    where: str
+
+
+class Unusable(Exception):
+    """A line of an eval file that cannot be scored; the message is its drop reason."""
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value).split()) if isinstance(value, (str, int, float)) else ""
+
+
+def _layout(row: dict, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if "answers" in row:
+        return "webquestions"
+    if isinstance(row.get("answer"), dict):
+        return "triviaqa"
+    return "mixc"
+
+
+def parse_line(row: dict, declared: str, folder: Path, where: str, n: int) -> Item:
+    """One jsonl row as an Item, or Unusable with its reason."""
+    layout = _layout(row, declared)
+    question = _text(row.get("question"))
+    if not question:
+        raise Unusable("empty question")
+    audio = None
+    if layout == "webquestions":
+        answers = [a for a in (_text(x) for x in row.get("answers") or []) if a]
+        answer: int | str = answers[0] if answers else ""
+        choices: tuple[str, ...] = ()
+        ident = _text(row.get("id")) or f"{n}"
+    elif layout == "triviaqa":
+        answer, choices = _text((row.get("answer") or {}).get("value")), ()
+        ident = _text(row.get("question_id") or row.get("id")) or f"{n}"
+    else:
+        choices = tuple(_text(c) for c in row.get("choices") or [])
+        raw = row.get("answer")
+        answer = raw if isinstance(raw, int) and not isinstance(raw, bool) else _text(raw)
+        ident = _text(row.get("id")) or f"{n}"
+        if row.get("audio"):
+            path = folder / str(row["audio"])
+            if not path.is_file():
+                raise Unusable("missing audio")
+            audio = str(path)
+    if answer == "":
+        raise Unusable("no answer")
+    if choices and any(not c for c in choices):
+        raise Unusable("wrong number of choices")
+    if isinstance(answer, int) and not 0 <= answer < len(choices):
+        raise Unusable("answer out of range")
+    return Item(ident, _text(row.get("topic")) or None, question, choices, answer, audio, where)
+
+
+def read_items(root: Path, files: list[Path], declared: str, stats: Stats) -> list[Item]:
+    """Every usable item of the files, in file and line order; the rest dropped and listed."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    for path in files:
+        rel = os.path.relpath(path, root)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            stats.quarantine(rel, f"cannot read it ({err})", "not json")
+            continue
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{rel}:{number}"
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise Unusable("not json")
+                item = parse_line(row, declared, path.parent, where, len(items))
+                if item.id in seen:
+                    raise Unusable("duplicate id")
+            except json.JSONDecodeError:
+                stats.quarantine(where, "not a JSON object", "not json")
+                continue
+            except Unusable as why:
+                stats.quarantine(where, str(why), str(why))
+                continue
+            seen.add(item.id)
+            items.append(item)
+    return items
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def with_choices(items: list[Item], n: int, seed: int, name: str, stats: Stats) -> list[Item]:
+    """Every item with exactly n choices and an index answer: answer-only items get n-1 distractors
+    drawn from the other items' answers, and a gold position, seeded per item."""
+    pool = sorted({_key(a): a for i in items for a in ([i.answer] if isinstance(i.answer, str) else [])}.values())
+    out = []
+    for item in items:
+        if isinstance(item.answer, int):
+            if len(item.choices) != n:
+                stats.quarantine(item.where, f"{len(item.choices)} choices, the set asks for {n}",
+                                 "wrong number of choices")
+                continue
+            out.append(item)
+            continue
+        others = [a for a in pool if _key(a) != _key(item.answer)]
+        if len(others) < n - 1:
+            raise StageError(f"eval set '{name}' has {len(pool)} distinct answers: too few to draw {n - 1} "
+                             "distractors per answer-only question",
+                             "add questions, give their choices, or lower `choices`", ".choices")
+        digest = hashlib.sha256(f"{seed}\x00{name}\x00{item.id}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        picked = [others[i] for i in rng.choice(len(others), n - 1, replace=False)]
+        gold = int(rng.integers(n))
+        choices = tuple(picked[:gold] + [item.answer] + picked[gold:])
+        out.append(Item(item.id, item.topic, item.question, choices, gold, item.audio, item.where))
+    return out
+
+
+class EvalItems:
+    """`items.parquet`: the checked items of one eval set."""
+    FILE = "items.parquet"
+
+    @classmethod
+    def write(cls, folder: Path, items: list[Item]) -> None:
+        frame = pl.DataFrame({"id": [i.id for i in items], "topic": [i.topic for i in items],
+                              "question": [i.question for i in items], "choices": [list(i.choices) for i in items],
+                              "answer": [int(i.answer) for i in items], "audio": [i.audio for i in items],
+                              "where": [i.where for i in items]},
+                             schema={"id": pl.String, "topic": pl.String, "question": pl.String,
+                                     "choices": pl.List(pl.String), "answer": pl.Int64, "audio": pl.String,
+                                     "where": pl.String})
+        frame.write_parquet(folder / cls.FILE, statistics=False)
+
+    @classmethod
+    def read(cls, folder: Path) -> pl.DataFrame:
+        return pl.read_parquet(folder / cls.FILE)
+
+
+def _audio_files(root: Path, files: list[Path]) -> dict[str, str]:
+    """The question audio the files name (for the key: an edited recording rebuilds the set)."""
+    found = {}
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            try:
+                audio = json.loads(line).get("audio")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(audio, str) and (path.parent / audio).is_file():
+                found[os.path.relpath(path.parent / audio, root)] = str(path.parent / audio)
+    return found
+
+
+class EvalItemsStage(Stage):
+    kind, version, doc = "eval_items", 1, "eval questions read, checked, given choices"
+    reads = (".files", ".format", ".limit", ".choices", "seed")
+
+    def fingerprint(self, ctx: Context, spec) -> dict:
+        files = expand(ctx.root, ctx.read(".files"))
+        audio = _audio_files(ctx.root, files)
+        return {"files": {os.path.relpath(p, ctx.root): ctx.digest(p) for p in files},
+                "audio": {rel: ctx.digest(Path(p)) for rel, p in sorted(audio.items())}}
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        files = expand(ctx.root, ctx.read(".files"))
+        items = read_items(ctx.root, files, ctx.read(".format"), stats)
+        stats.items_in = len(items) + sum(stats.dropped.values())
+        limit = ctx.read(".limit")
+        items = with_choices(items[:limit] if limit is not None else items, ctx.read(".choices"), ctx.read("seed"),
+                             ctx.subject, stats)
+        if not items:
+            raise StageError(f"eval set '{ctx.subject}' has no usable question",
+                             "check its files (report.md lists each dropped line with its reason)", ".files")
+        EvalItems.write(ctx.out, items)
+        stats.items_out = len(items)
+        stats.counts.update(spoken=sum(1 for i in items if i.audio), voiced=sum(1 for i in items if not i.audio))
+
+
+# ----------------------------------------------------------------------------- eval_encode
+
+
+def _voice(ctx: Context) -> tuple[ir.Voice, ir.Tts]:
+    text = ctx.read(".voice")
+    voice = ir.Voice.parse(text, "flite")
+    return voice, ir.Tts(voices=(text,))
+
+
+def question_audio(ctx: Context, items: pl.DataFrame, revision: str) -> list[np.ndarray]:
+    """Each question's audio at 16 kHz: its recording, else the held-out voice reading it (memoised
+    per text and voice in the item store, beside the generators' audio)."""
+    import soundfile
+
+    from mixc.audio import to_mono_16k
+    from mixc.backends import tts
+    from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, item_key, load_wav
+
+    store = ctx.items
+    assert store is not None, "the executor gives every stage its item store"
+    voice, cfg = _voice(ctx)
+    speaker = None
+    out = []
+    for question, audio in zip(items["question"].to_list(), items["audio"].to_list()):
+        if audio:
+            samples, rate = soundfile.read(audio, dtype="float32", always_2d=True)
+            out.append(to_mono_16k(samples, rate))
+            continue
+        key = item_key("eval-question", revision, question)
+        if not store.has(AUDIO_KIND, key, AUDIO_SUFFIX):
+            speaker = speaker or tts.load(voice, cfg, ctx.root)
+            store.put(AUDIO_KIND, key, AUDIO_SUFFIX, partial(_write_flac, speaker.speak(question)))
+        out.append(load_wav(store.path(AUDIO_KIND, key, AUDIO_SUFFIX)))
+    return out
+
+
+def _write_flac(samples: np.ndarray, path: Path) -> None:
+    import soundfile
+
+    from mixc.audio import SAMPLE_RATE
+    soundfile.write(str(path), samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Marker ids around each modality (None: no markers) and the audio code offset."""
+    audio_offset: int
+    audio: tuple[int, int] | None
+    text: tuple[int, int] | None
+    text_size: int
+
+    def spoken(self, codes: np.ndarray) -> list[int]:
+        body = [int(c) + self.audio_offset for c in codes]
+        head = [self.audio[0], *body, self.audio[1]] if self.audio else body
+        return head + ([self.text[0]] if self.text else [])
+
+    def written(self, question: list[int]) -> list[int]:
+        if self.text:
+            return [self.text[0], *question, self.text[1], self.text[0]]
+        return list(question)
+
+
+class EvalEncodedStage(Stage):
+    kind, version, doc = "eval_encode", 1, "eval questions voiced, encoded and framed"
+    reads = (".kind", ".voice", "interleave.markers")
+
+    def fingerprint(self, ctx: Context, spec) -> dict:
+        from mixc.backends import tts
+        voice, cfg = _voice(ctx)
+        return {"voice": tts.revision(voice, cfg, ctx.root)}
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        from mixc.plan.vocab import layout
+        from mixc.stages.audio_tokens import TOKENIZER, AudioVocab
+        from mixc.stages.tokenizer import VocabFile, load_codec
+
+        items = EvalItems.read(ctx.input_of("eval_items"))
+        text_tok = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
+        audio_dir = next(iter(ctx.inputs_of("train_audio_tokenizer", "load_audio_tokenizer")), None)
+        codebook = AudioVocab.read(audio_dir).codebook_size if audio_dir else None
+        lay = layout(VocabFile.read(text_tok), codebook, ctx.read("interleave.markers"))
+        m = lay.markers
+        frames = Frames(lay.audio_offset, (m["<audio>"], m["</audio>"]) if "<audio>" in m else None,
+                        (m["<text>"], m["</text>"]) if "<text>" in m else None, lay.text.size)
+        spoken_kind = ctx.read(".kind") in ir.SPOKEN_EVAL_KINDS
+        codes: list[np.ndarray | None] = [None] * len(items)
+        if spoken_kind:
+            if audio_dir is None:
+                raise StageError(f"eval set '{ctx.subject}' is spoken, and the spec has no audio tokenizer",
+                                 "declare `tokenizer audio` (or use kind = mc for written questions)", ".kind")
+            from mixc.audio_tokenizer import load_tokenizer
+            wavs = question_audio(ctx, items, ctx.fingerprint["voice"])
+            codes = list(load_tokenizer(audio_dir / TOKENIZER).encode(wavs))
+        codec = load_codec(text_tok)
+        with open(ctx.out / "items.jsonl", "w", encoding="utf-8") as out:
+            for row, item_codes in zip(items.iter_rows(named=True), codes):
+                choices = [" " + c for c in row["choices"]]
+                question, *choice_ids = codec.encode_batch([row["question"], *choices])
+                framed = {"id": row["id"], "topic": row["topic"], "where": row["where"], "question": row["question"],
+                          "choices": row["choices"], "answer": row["answer"],
+                          "choice_chars": [len(c) for c in row["choices"]],  # lm-eval's acc_norm: no space
+                          "choice_tokens": [list(map(int, c)) for c in choice_ids],
+                          "written": frames.written(list(map(int, question))),
+                          "spoken": frames.spoken(item_codes) if item_codes is not None else None}
+                out.write(json.dumps(framed, ensure_ascii=False) + "\n")
+        (ctx.out / "eval.json").write_text(json.dumps({"kind": ctx.read(".kind"), "items": len(items),
+                                                       "voice": ctx.read(".voice") if spoken_kind else None,
+                                                       "text_size": frames.text_size}, indent=1) + "\n")
+        stats.items_in = stats.items_out = len(items)
