@@ -29,7 +29,7 @@ def compile_report(plan: TrainingPlan, runs: dict[str, StageRun], seconds: float
     rows = [[sid, "cache" if r.hit else "built", f"{r.stats.items_in:,}", f"{r.stats.items_out:,}",
              _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
     lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
-    lines += _web_audio(runs) + _synthetic(runs) + _audio_tokenizer(runs) + _interleaving(runs)
+    lines += _web_audio(runs) + _synthetic(runs) + _audio_tokenizer(runs) + _interleaving(runs) + _eval_sets(plan, runs)
     quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
     if quarantined:
         lines += ["", "## Quarantined inputs", ""]
@@ -40,6 +40,22 @@ def compile_report(plan: TrainingPlan, runs: dict[str, StageRun], seconds: float
               + (f", audio codes {v.audio_offset}-{v.audio_offset + v.audio_size - 1}" if v.audio_size else "")
               + (", markers " + ", ".join(f"{m} {i}" for m, i in v.markers.items()) if v.markers else "") + "."]
     return "\n".join(lines) + "\n"
+
+
+def _eval_sets(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
+    """Per eval set: questions kept of those read, drops by reason (each line is listed under
+    Quarantined inputs), how many came spoken and how many the held-out voice read, the file's hash."""
+    if not plan.eval.sets:
+        return []
+    rows = []
+    for s in plan.eval.sets:
+        items = runs[f"eval_items:{s.name}"].stats
+        rows.append([s.name, s.kind, f"{items.items_out:,} of {items.items_in:,}", _drops(items.dropped),
+                     f"{int(items.counts.get('spoken', 0)):,}", f"{int(items.counts.get('voiced', 0)):,}",
+                     s.voice or "-", f"`{s.path}`", f"`{s.sha256[:16]}`"])
+    return ["", "## Eval sets", ""] + _md_table(
+        ["set", "kind", "questions kept", "dropped", "with audio", "voiced", "voice", "file", "sha256"], rows) + [
+        "", f"Scored every {plan.eval.every:,} batches during training and by `mixc eval` (docs/evaluation.md)."]
 
 
 def _of(runs: dict[str, StageRun], kind: str, subject: str) -> StageRun | None:
