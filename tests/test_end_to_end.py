@@ -44,7 +44,8 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
     assert all(s.samples > 0 for s in plan.streams) and plan.trainer.steps == 300
     assert plan.vocab.audio_size == 1000 and set(plan.vocab.markers) == {"<audio>", "</audio>", "<text>", "</text>"}
     report = (out / "report.md").read_text()
-    for section in ("## Web audio", "## Synthetic speech", "## Audio tokenizer", "## Interleaving", "## Eval sets"):
+    for section in ("## Web audio", "## Synthetic speech", "## Audio tokenizer", "## Interleaving", "## Eval sets",
+                    "### Contamination"):
         assert section in report
 
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",

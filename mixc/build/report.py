@@ -55,7 +55,34 @@ def _eval_sets(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
                      s.voice or "-", f"`{s.path}`", f"`{s.sha256[:16]}`"])
     return ["", "## Eval sets", ""] + _md_table(
         ["set", "kind", "questions kept", "dropped", "with audio", "voiced", "voice", "file", "sha256"], rows) + [
-        "", f"Scored every {plan.eval.every:,} batches during training and by `mixc eval` (docs/evaluation.md)."]
+        "", f"Scored every {plan.eval.every:,} batches during training and by `mixc eval` (docs/evaluation.md)."] + \
+        _contamination(plan, runs)
+
+
+SHOWN_OVERLAPS = 10
+
+
+def _contamination(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
+    """Per eval set and training stage: items sharing an n-gram, then the longest overlaps found."""
+    from mixc.stages.contamination import Overlaps
+
+    lines = ["", "### Contamination", ""]
+    rows, shown = [], []
+    for s in plan.eval.sets:
+        summary, overlaps = Overlaps.read(runs[f"contamination:{s.name}"].path)
+        low, high = summary["min_n"], summary["max_n"]
+        for stage, counts in summary["stages"].items():
+            rows.append([s.name, stage, f"{counts['items_at_min']:,} of {summary['items']:,}",
+                         f"{counts['items_at_max']:,}"])
+        longest = overlaps.sort(["longest", "item"], descending=[True, False]).head(SHOWN_OVERLAPS)
+        for r in longest.iter_rows(named=True):
+            shown.append([s.name, r["item"], r["stage"], r["unit"], str(r["longest"]), r["ngram"]])
+    lines += _md_table(["set", "training stage", f"items sharing a {low}-gram", f"... a {high}-gram"], rows)
+    if shown:
+        lines += ["", f"Longest overlaps (at most {SHOWN_OVERLAPS}; all in the contamination stage's "
+                  "overlaps.parquet):", ""]
+        lines += _md_table(["set", "item", "training stage", "unit", "words", "shared text"], shown)
+    return lines
 
 
 def _of(runs: dict[str, StageRun], kind: str, subject: str) -> StageRun | None:

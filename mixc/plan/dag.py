@@ -124,15 +124,17 @@ class _Wiring:
             sid = self.add(kind, name, [sid])
         return sid
 
-    def synthetic_front(self, name: str) -> str:
-        """extract -> (rewrite | mine -> answer) -> tts: a generator's voiced chunks."""
+    def generated_text(self, name: str) -> str:
+        """extract -> (rewrite | mine -> answer): a generator's items as text."""
         gen = self.spec.generators[name]
         pages = self.add("extract", gen.pages, [])
         if isinstance(gen, ir.KristGenerator):
-            text = self.add("rewrite", name, [pages])
-        else:
-            text = self.add("answer", name, [self.add("mine", name, [pages]), pages])
-        return self.add("tts", name, [text])
+            return self.add("rewrite", name, [pages])
+        return self.add("answer", name, [self.add("mine", name, [pages]), pages])
+
+    def synthetic_front(self, name: str) -> str:
+        """generated text -> tts: a generator's voiced chunks."""
+        return self.add("tts", name, [self.generated_text(name)])
 
     def speech_front(self, name: str) -> str:
         """What the audio tokenizer trains on: a source's filtered utterances, a generator's speech."""
@@ -150,10 +152,24 @@ class _Wiring:
         return self.add("shards", name, [packed] + vocab)
 
     def eval_set(self, name: str) -> None:
-        """eval_items -> eval_encode (with the text tokenizer, and the audio one for spoken sets)."""
+        """eval_items -> eval_encode (with the text tokenizer, and the audio one for spoken sets), and
+        eval_items -> contamination (with every mixture leaf's training text)."""
         kind = self.spec.eval.sets[name].kind
         tokenizers = [self.text_tokenizer()] + ([self.audio_tokenizer()] if kind in ir.SPOKEN_EVAL_KINDS else [])
-        self.add("eval_encode", name, [self.add("eval_items", name, [])] + tokenizers)
+        items = self.add("eval_items", name, [])
+        self.add("eval_encode", name, [items] + tokenizers)
+        texts = [t for leaf in sorted(budget.leaf_shares(self.spec.mixture)) if (t := self.training_text(leaf))]
+        self.add("contamination", name, [items] + texts)
+
+    def training_text(self, name: str) -> str | None:
+        """The stage whose artifact holds a leaf's training text: documents, transcripts, generated items."""
+        source = self.spec.sources.get(name)
+        if isinstance(source, ir.TextSource):
+            return self.read(name)
+        if isinstance(source, ir.AudioSource):
+            return self.add("chunk", name, [self.web_audio_front(name)])
+        gen = self.spec.generators.get(name)
+        return self.generated_text(name) if gen is not None and gen.pages in self.spec.sources else None
 
     def leaf(self, name: str) -> None:
         source = self.spec.sources.get(name)

@@ -6,6 +6,7 @@ from mixc.plan.dag import StageGraph, wire
 from mixc.stages.audio_tokens import EncodeStage, LoadAudioTokenizerStage, TrainAudioTokenizerStage
 from mixc.stages.base import Stage
 from mixc.stages.chunk import ChunkStage
+from mixc.stages.contamination import ContaminationStage
 from mixc.stages.evalsets import EvalEncodedStage, EvalItemsStage
 from mixc.stages.generate import AnswerStage, MineStage, RewriteStage
 from mixc.stages.ingest import IngestStage
@@ -25,7 +26,7 @@ REGISTRY: dict[str, type[Stage]] = {
                               ShardsStage, IngestStage, VadStage, DiarizeStage, AsrStage, FilterStage, ChunkStage,
                               TrainAudioTokenizerStage, LoadAudioTokenizerStage, EncodeStage, InterleaveStage,
                               ExtractStage, RewriteStage, MineStage, AnswerStage, TtsStage, EvalItemsStage,
-                              EvalEncodedStage)
+                              EvalEncodedStage, ContaminationStage)
 }
 
 
