@@ -3,9 +3,9 @@
 Runs the three `mixc` commands of the main job exactly as the README does (`mixc demo-data`,
 `mixc compile specs/demo.mix --out build/demo`, `mixc train build/demo/plan.json`) through the
 console script, in a new folder with a copy of specs/demo.mix and an empty cache, and prints each
-command's wall time, the compile's time per stage (from each stage's stats in the cache) and the
-total against the 10-minute target (the set-up, `scripts/setup.sh`, is not timed: it depends on
-the network and on what is installed). Exits 0; it is a benchmark.
+command's wall time, the compile's time per stage (from each stage's stats in the cache), the final
+training loss and evaluation, and the total against the 10-minute target (the set-up,
+`scripts/setup.sh`, is not timed: it depends on the network and on what is installed). Exits 0; it is a benchmark.
 
     .venv/bin/python benchmarks/demo_time.py [--json]
 """
@@ -53,10 +53,14 @@ def measure() -> dict:
         for sid, key in lock.stage_keys.items():
             stats = cache.read_stats(sid.split(":")[0], key)
             stages[sid] = {"wall_s": stats["seconds"], "cpu_s": stats.get("cpu_seconds", 0.0)}
-        last = json.loads((root / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()[-1])
+        rows = [json.loads(line) for line in (root / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()]
+        evaluated = json.loads((root / "runs" / "demo" / "eval.json").read_text())["sets"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"commands": commands, "total_s": sum(commands.values()), "stages": stages, "final_loss": last.get("loss")}
+    losses = [r["loss"] for r in rows if r.get("loss") is not None]
+    return {"commands": commands, "total_s": sum(commands.values()), "stages": stages,
+            "final_loss": losses[-1] if losses else None,
+            "eval": {name: s["summary"] for name, s in evaluated.items()}}
 
 
 def print_table(r: dict) -> None:
@@ -72,6 +76,8 @@ def print_table(r: dict) -> None:
     print(f"  {'(start-up, outputs, report)':<30}{other:>8.1f} s")
     if r["final_loss"] is not None:
         print(f"final training loss: {r['final_loss']:.3f}")
+    for name, summary in r["eval"].items():
+        print(f"eval {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k != "items"))
 
 
 def main() -> int:
