@@ -45,8 +45,9 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
     assert plan.vocab.audio_size == 1000 and set(plan.vocab.markers) == {"<audio>", "</audio>", "<text>", "</text>"}
     report = (out / "report.md").read_text()
     for section in ("## Web audio", "## Synthetic speech", "## Audio tokenizer", "## Interleaving", "## Eval sets",
-                    "### Contamination"):
+                    "### Contamination", "## Topics: coverage"):
         assert section in report
+    assert (out / "topics" / "coverage.png").stat().st_size > 0
 
     trained = mixc("train", "build/demo/plan.json", "--run-dir", "runs/demo", "--max-duration", "30ba",
                    cwd=workspace)

@@ -139,6 +139,15 @@ def _eval_sets(spec: ir.Spec, runs: dict[str, StageRun], out: Path) -> list[Eval
     return sets
 
 
+def _topic_charts(runs: dict[str, StageRun], out: Path) -> None:
+    """Each topics set's bar chart, copied to topics/<name>.png (report.md shows it)."""
+    shutil.rmtree(out / "topics", ignore_errors=True)
+    for run in runs.values():
+        if run.node.kind == "topics":
+            (out / "topics").mkdir(exist_ok=True)
+            shutil.copyfile(run.path / "topics.png", out / "topics" / f"{run.node.subject}.png")
+
+
 def _file_locks(out: Path, folder: Path) -> list[ShardLock]:
     return [ShardLock(path=p.relative_to(out).as_posix(), sha256=sha256_file(p), bytes=p.stat().st_size)
             for p in sorted(folder.rglob("*")) if p.is_file()]
@@ -157,7 +166,8 @@ def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan
     return locks
 
 
-REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch", "llm", "voices", "trafilatura", "warcio")
+REVISION_FIELDS = ("model", "langid", "tokenizer", "checkpoint", "torch", "llm", "voices", "trafilatura", "warcio",
+                   "embedder")
 
 
 def _models(runs: dict[str, StageRun]) -> dict[str, str]:
@@ -210,6 +220,7 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers:
                      sets=tuple(_eval_sets(spec, runs, out)))
     if evals.sets:
         shards += _file_locks(out, out / "eval")
+    _topic_charts(runs, out)
     _lock(spec, runs, streams, shards, tokenizer).dump(out / "mix.lock")
     plan = _plan(spec_path, spec, streams, _vocab(lay, tokenizer), steps, evals)
     seconds = time.perf_counter() - start

@@ -30,6 +30,7 @@ def compile_report(plan: TrainingPlan, runs: dict[str, StageRun], seconds: float
              _drops(r.stats.dropped), f"{r.stats.seconds:.2f}", f"`{r.key}`"] for sid, r in runs.items()]
     lines += _md_table(["stage", "", "in", "out", "dropped", "seconds (when built)", "key"], rows)
     lines += _web_audio(runs) + _synthetic(runs) + _audio_tokenizer(runs) + _interleaving(runs) + _eval_sets(plan, runs)
+    lines += _topics(runs)
     quarantined = [(sid, q) for sid, r in runs.items() for q in r.stats.quarantined]
     if quarantined:
         lines += ["", "## Quarantined inputs", ""]
@@ -57,6 +58,34 @@ def _eval_sets(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
         ["set", "kind", "questions kept", "dropped", "with audio", "voiced", "voice", "file", "sha256"], rows) + [
         "", f"Scored every {plan.eval.every:,} batches during training and by `mixc eval` (docs/evaluation.md)."] + \
         _contamination(plan, runs)
+
+
+SHOWN_TOPICS = 3
+
+
+def _topics(runs: dict[str, StageRun]) -> list[str]:
+    """Per topics set: each stream's most frequent topics and its distance to the eval sets'."""
+    from mixc.stages.topics import TopicCoverage
+
+    lines = []
+    for run in (r for r in runs.values() if r.node.kind == "topics"):
+        summary, table = TopicCoverage.read(run.path)
+        rows = []
+        for stream in sorted(set(table["stream"].to_list())):
+            shares = table.filter((table["stream"] == stream) & (table["share"] > 0)).sort(
+                ["share", "topic"], descending=[True, False])
+            top = ", ".join(f"{t} {v:.0%}" for t, v in zip(shares["topic"].to_list()[:SHOWN_TOPICS],
+                                                          shares["share"].to_list()[:SHOWN_TOPICS]))
+            info = summary["streams"].get(stream, {})
+            distance = info.get("distance_to_eval")
+            rows.append([stream, f"{info.get('units', summary['eval_units']):,}", top,
+                         "-" if distance is None else f"{distance:.2f}"])
+        name = run.node.subject
+        lines += ["", f"## Topics: {name}", "", f"Backend `{summary['backend']}` over WebOrganizer's 24 topics "
+                  "(docs/evaluation.md); distance: Jensen-Shannon, base 2, to the eval sets' questions.", ""]
+        lines += _md_table(["stream", "units", f"top {SHOWN_TOPICS} topics", "distance to eval"], rows)
+        lines += ["", f"![topics](topics/{name}.png)"]
+    return lines
 
 
 SHOWN_OVERLAPS = 10

@@ -319,6 +319,12 @@ def check_eval(low: Lowered) -> Iterator[Diagnostic]:
                  for leaf in spec.mixture.leaves())
     for name, evalset in spec.eval.sets.items():
         path = ("eval", "sets", name)
+        if evalset.kind == "topics":
+            if evalset.backend == "embedding" and not evalset.model:
+                yield error("backend.model", f"eval set '{name}': the embedding topic backend needs a model",
+                            low.span(path + ("backend",)) or low.span(path),
+                            'add `model = "DIR"`: a local sentence-embedding model folder')
+            continue
         if evalset.kind not in ir.SCORED_EVAL_KINDS:
             yield warning("eval.not-run", f"eval set '{name}': kind {evalset.kind} is checked but not scored yet",
                           low.span(path + ("kind",)) or low.span(path),

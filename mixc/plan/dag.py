@@ -161,6 +161,14 @@ class _Wiring:
         texts = [t for leaf in sorted(budget.leaf_shares(self.spec.mixture)) if (t := self.training_text(leaf))]
         self.add("contamination", name, [items] + texts)
 
+    def topics(self, name: str) -> None:
+        """Topic coverage of every leaf's training text and of the scored eval sets' questions."""
+        spec = self.spec
+        scored = [self.add("eval_items", n, []) for n, s in sorted(spec.eval.sets.items())
+                  if s.kind in ir.SCORED_EVAL_KINDS]
+        texts = [t for leaf in sorted(budget.leaf_shares(spec.mixture)) if (t := self.training_text(leaf))]
+        self.add("topics", name, scored + texts)
+
     def training_text(self, name: str) -> str | None:
         """The stage whose artifact holds a leaf's training text: documents, transcripts, generated items."""
         source = self.spec.sources.get(name)
@@ -190,6 +198,8 @@ def wire(spec: ir.Spec, kinds: Mapping[str, type[Declaration]]) -> StageGraph:
     for name, evalset in sorted(spec.eval.sets.items()):
         if evalset.kind in ir.SCORED_EVAL_KINDS:
             wiring.eval_set(name)
+        elif evalset.kind == "topics":
+            wiring.topics(name)
     return wiring.graph
 
 

@@ -18,6 +18,7 @@ from mixc.stages.speech import AsrStage, DiarizeStage, VadStage
 from mixc.stages.text import DedupStage, ReadStage
 from mixc.stages.tokenizer import LoadTextTokenizerStage, TrainBpeStage
 from mixc.stages.tokens import TokenizeStage
+from mixc.stages.topics import TopicsStage
 from mixc.stages.transcripts import FilterStage
 from mixc.stages.tts import TtsStage
 
@@ -26,7 +27,7 @@ REGISTRY: dict[str, type[Stage]] = {
                               ShardsStage, IngestStage, VadStage, DiarizeStage, AsrStage, FilterStage, ChunkStage,
                               TrainAudioTokenizerStage, LoadAudioTokenizerStage, EncodeStage, InterleaveStage,
                               ExtractStage, RewriteStage, MineStage, AnswerStage, TtsStage, EvalItemsStage,
-                              EvalEncodedStage, ContaminationStage)
+                              EvalEncodedStage, ContaminationStage, TopicsStage)
 }
 
 

@@ -92,6 +92,9 @@ eval {
     files = "data/eval/factbook_qa.jsonl"
     limit = 12
   }
+  set coverage : topics {
+    sample = 50
+  }
 }
 """
 
