@@ -15,8 +15,14 @@ file:line in report.md: `not json`, `empty question`, `no answer`, `wrong number
 and spacing aside) and its gold position, both seeded by (spec seed, set, item id): built once and
 frozen, so the artifact's digest (recorded in plan.json) names the multiple-choice version scored.
 
+Files may also be parquet (the layout Hugging Face copies of the spoken sets ship in), with the
+same fields under these names or their aliases (`Question`/`Questions`, `Answer`, `question_audio`,
+MMLU's `subject` as the topic); an audio field that is a {"bytes", "path"} struct is saved into the
+artifact.
+
 Artifact (`EvalItems`): `items.parquet`, one row per item: `id`, `topic`, `question`, `choices`
-(list), `answer` (index), `audio` (absolute path or null), `where` (file:line).
+(list), `answer` (index), `audio` (an absolute path, `audio/NAME` for embedded audio saved beside
+the table, or null), `where` (file:line or file:row).
 
 `eval_encode` (artifact `EvalEncoded`): `items.jsonl`, one framed item a line, and `eval.json`
 (kind, counts, the voice). The spoken context is `<audio> codes </audio> <text>` (the question's
@@ -30,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -65,6 +72,20 @@ def _text(value: Any) -> str:
     return " ".join(str(value).split()) if isinstance(value, (str, int, float)) else ""
 
 
+# the names other layouts give these fields (Hugging Face copies of the spoken sets, MMLU's `subject`)
+ALIASES = {"question": ("Question", "Questions"), "answer": ("Answer",), "audio": ("question_audio",),
+           "topic": ("subject",)}
+AUDIO_DIR = "audio"  # embedded question audio, saved in the eval_items artifact
+
+
+def _canonical(row: dict) -> dict:
+    out = dict(row)
+    for name, aliases in ALIASES.items():
+        if out.get(name) is None:
+            out[name] = next((row[a] for a in aliases if row.get(a) is not None), None)
+    return out
+
+
 def _layout(row: dict, declared: str) -> str:
     if declared != "auto":
         return declared
@@ -75,67 +96,92 @@ def _layout(row: dict, declared: str) -> str:
     return "mixc"
 
 
-def parse_line(row: dict, declared: str, folder: Path, where: str, n: int) -> Item:
-    """One jsonl row as an Item, or Unusable with its reason."""
+def _audio(value: Any, folder: Path, out: Path | None) -> str | None:
+    """The question's audio: a file path (relative to the eval file), or a Hugging Face audio
+    struct ({"bytes", "path"}), whose bytes are saved under out/audio/ (kept relative to `out`)."""
+    if not value:
+        return None
+    if isinstance(value, dict) and value.get("bytes"):
+        if out is None:
+            raise Unusable("missing audio")
+        data = bytes(value["bytes"])
+        name = f"{hashlib.sha256(data).hexdigest()[:20]}{Path(str(value.get('path') or '.wav')).suffix or '.wav'}"
+        (out / AUDIO_DIR).mkdir(exist_ok=True)
+        (out / AUDIO_DIR / name).write_bytes(data)
+        return f"{AUDIO_DIR}/{name}"
+    path = folder / str(value.get("path") if isinstance(value, dict) else value)
+    if not path.is_file():
+        raise Unusable("missing audio")
+    return str(path)
+
+
+def parse_line(row: dict, declared: str, folder: Path, where: str, n: int, out: Path | None = None) -> Item:
+    """One row (a jsonl line, a parquet row) as an Item, or Unusable with its reason; embedded
+    audio is saved under `out`."""
+    row = _canonical(row)
     layout = _layout(row, declared)
     question = _text(row.get("question"))
     if not question:
         raise Unusable("empty question")
-    audio = None
+    choices: tuple[str, ...] = ()
     if layout == "webquestions":
         answers = [a for a in (_text(x) for x in row.get("answers") or []) if a]
         answer: int | str = answers[0] if answers else ""
-        choices: tuple[str, ...] = ()
         ident = _text(row.get("id")) or f"{n}"
     elif layout == "triviaqa":
-        answer, choices = _text((row.get("answer") or {}).get("value")), ()
+        answer = _text((row.get("answer") or {}).get("value"))
         ident = _text(row.get("question_id") or row.get("id")) or f"{n}"
     else:
         choices = tuple(_text(c) for c in row.get("choices") or [])
         raw = row.get("answer")
         answer = raw if isinstance(raw, int) and not isinstance(raw, bool) else _text(raw)
         ident = _text(row.get("id")) or f"{n}"
-        if row.get("audio"):
-            path = folder / str(row["audio"])
-            if not path.is_file():
-                raise Unusable("missing audio")
-            audio = str(path)
     if answer == "":
         raise Unusable("no answer")
     if choices and any(not c for c in choices):
         raise Unusable("wrong number of choices")
     if isinstance(answer, int) and not 0 <= answer < len(choices):
         raise Unusable("answer out of range")
+    audio = _audio(row.get("audio"), folder, out)
     return Item(ident, _text(row.get("topic")) or None, question, choices, answer, audio, where)
 
 
-def read_items(root: Path, files: list[Path], declared: str, stats: Stats) -> list[Item]:
-    """Every usable item of the files, in file and line order; the rest dropped and listed."""
+def _rows(path: Path) -> Iterator[tuple[int, dict | None]]:
+    """(line or row number, the row; None for a line that is not a JSON object) of a jsonl or parquet file."""
+    if path.suffix == ".parquet":
+        yield from enumerate(pl.read_parquet(path).to_dicts(), 1)
+        return
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            yield number, row if isinstance(row, dict) else None
+
+
+def read_items(root: Path, files: list[Path], declared: str, stats: Stats, out: Path | None = None) -> list[Item]:
+    """Every usable item of the files, in file and row order; the rest dropped and listed."""
     items: list[Item] = []
     seen: set[str] = set()
     for path in files:
         rel = os.path.relpath(path, root)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
+            rows = list(_rows(path))
+        except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
             stats.quarantine(rel, f"cannot read it ({err})", "not json")
             continue
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        for number, row in rows:
             where = f"{rel}:{number}"
             try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
+                if row is None:
                     raise Unusable("not json")
-                item = parse_line(row, declared, path.parent, where, len(items))
+                item = parse_line(row, declared, path.parent, where, len(items), out)
                 if item.id in seen:
                     raise Unusable("duplicate id")
-            except json.JSONDecodeError:
-                stats.quarantine(where, "not a JSON object", "not json")
-                continue
             except Unusable as why:
-                stats.quarantine(where, str(why), str(why))
+                reason = str(why)
+                stats.quarantine(where, "not a JSON object" if reason == "not json" else reason, reason)
                 continue
             seen.add(item.id)
             items.append(item)
@@ -194,20 +240,19 @@ class EvalItems:
 
 
 def _audio_files(root: Path, files: list[Path]) -> dict[str, str]:
-    """The question audio the files name (for the key: an edited recording rebuilds the set)."""
+    """The question audio files the eval files name (for the key: an edited recording rebuilds the
+    set; embedded audio is part of its file already)."""
     found = {}
     for path in files:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
+            rows = [_canonical(row) for _, row in _rows(path) if row is not None]
+        except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError):
             continue
-        for line in lines:
-            try:
-                audio = json.loads(line).get("audio")
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(audio, str) and (path.parent / audio).is_file():
-                found[os.path.relpath(path.parent / audio, root)] = str(path.parent / audio)
+        for row in rows:
+            audio = row.get("audio")
+            name = audio.get("path") if isinstance(audio, dict) and not audio.get("bytes") else audio
+            if isinstance(name, str) and (path.parent / name).is_file():
+                found[os.path.relpath(path.parent / name, root)] = str(path.parent / name)
     return found
 
 
@@ -223,7 +268,7 @@ class EvalItemsStage(Stage):
 
     def run(self, ctx: Context, stats: Stats) -> None:
         files = expand(ctx.root, ctx.read(".files"))
-        items = read_items(ctx.root, files, ctx.read(".format"), stats)
+        items = read_items(ctx.root, files, ctx.read(".format"), stats, ctx.out)
         stats.items_in = len(items) + sum(stats.dropped.values())
         limit = ctx.read(".limit")
         items = with_choices(items[:limit] if limit is not None else items, ctx.read(".choices"), ctx.read("seed"),
@@ -259,9 +304,10 @@ def question_audio(ctx: Context, items: pl.DataFrame, revision: str) -> list[np.
     voice, cfg = _voice(ctx)
     speaker = None
     out = []
+    saved = ctx.input_of("eval_items")  # embedded audio lives there, under audio/
     for question, audio in zip(items["question"].to_list(), items["audio"].to_list()):
         if audio:
-            samples, rate = soundfile.read(audio, dtype="float32", always_2d=True)
+            samples, rate = soundfile.read(saved / audio, dtype="float32", always_2d=True)
             out.append(to_mono_16k(samples, rate))
             continue
         key = item_key("eval-question", revision, question)

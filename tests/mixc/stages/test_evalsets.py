@@ -74,3 +74,35 @@ def test_frames_follow_the_training_markers():
     assert framed.written([7, 8]) == [902, 7, 8, 903, 902]
     bare = Frames(audio_offset=100, audio=None, text=None, text_size=100)
     assert bare.spoken([3]) == [103] and bare.written([7]) == [7]
+
+
+def test_parquet_with_embedded_audio_as_hugging_face_ships_the_spoken_sets(tmp_path):
+    """LLaMA Questions' copy: `Questions`, `Answer`, an `audio` struct of bytes; a TriviaQA row with
+    `question_audio`; MMLU's `subject` becomes the topic."""
+    import io
+
+    import numpy as np
+    import polars as pl
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(1600, np.float32), 16000, format="WAV")
+    wav = buffer.getvalue()
+    audio = pl.Struct({"bytes": pl.Binary, "path": pl.String})
+    pl.DataFrame({"Questions": ["What is the capital of Peru?", "Who wrote Hamlet?"], "Answer": ["Lima", ""],
+                  "audio": [{"bytes": wav, "path": "q0.wav"}, {"bytes": wav, "path": "q1.wav"}]},
+                 schema={"Questions": pl.String, "Answer": pl.String, "audio": audio}).write_parquet(
+        tmp_path / "llama.parquet")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "q.flac").write_bytes(b"fLaC")
+    (tmp_path / "trivia.jsonl").write_text(json.dumps(
+        {"question": "Which planet is red?", "question_id": "t1", "answer": {"value": "Mars", "aliases": []},
+         "question_audio": {"path": "q.flac", "bytes": None}, "subject": "astronomy"}) + "\n")
+    stats = Stats()
+    items = read_items(tmp_path, [tmp_path / "llama.parquet", tmp_path / "trivia.jsonl"], "auto", stats,
+                       tmp_path / "out")
+    assert [i.question for i in items] == ["What is the capital of Peru?", "Which planet is red?"]
+    assert stats.dropped == {"no answer": 1} and stats.quarantined[0]["item"] == "llama.parquet:2"
+    saved = items[0].audio
+    assert saved.startswith("audio/") and saved.endswith(".wav") and (tmp_path / "out" / saved).read_bytes() == wav
+    assert items[1].audio == str(tmp_path / "q.flac") and items[1].topic == "astronomy" and items[1].id == "t1"
