@@ -493,7 +493,7 @@ class Train(Node):
 
 
 EVAL_FORMATS = ("auto", "mixc", "webquestions", "triviaqa")
-SCORED_EVAL_KINDS = ("sqa", "mc", "modality_gap")  # the kinds this mixc scores
+QUESTION_EVAL_KINDS = ("sqa", "mc", "modality_gap")  # the kinds whose items are questions with choices
 SPOKEN_EVAL_KINDS = ("sqa", "modality_gap")  # the kinds whose questions are spoken
 
 

@@ -86,7 +86,7 @@ class TrainerPlan(_Model):
 
 class EvalSetPlan(_Model):
     name: str
-    kind: Literal["sqa", "mc", "modality_gap"]
+    kind: Literal["sqa", "mc", "modality_gap", "lm"]
     path: str = Field(description="the framed items (jsonl), relative to plan.json")
     items: int
     sha256: str = Field(description="the file's digest: names the exact items and choices scored")

@@ -8,7 +8,8 @@ lengths, and the gold index. Per kind:
 - `sqa`: cloze multiple choice after the spoken question (`acc`, `acc_norm`), the same items after
   the written question as a control (`text_acc`, `text_acc_norm`), and the modality gap;
 - `mc`: cloze multiple choice after the written question (`acc`, `acc_norm`);
-- `modality_gap`: the gap only (`gap_*`: means over items of `runtime.scoring.gap`).
+- `modality_gap`: the gap only (`gap_*`: means over items of `runtime.scoring.gap`);
+- `lm`: held-out text in windows, its perplexity (`nll` per token, `ppl`).
 
 Items are split over the processes by index and gathered back in index order, and every item is
 scored alone, so 1 or N processes give the same numbers. docs/evaluation.md defines each figure.
@@ -55,9 +56,15 @@ class ItemScore:
     text_acc: float | None = None
     text_acc_norm: float | None = None
     gap: dict[str, float] | None = None
+    nll: float | None = None
+    tokens: int | None = None
 
 
 def score_item(model: Logits, kind: str, item: dict, text_size: int, device: str) -> ItemScore:
+    if kind == "lm":  # a window of held-out text: its first token is context, the rest are scored
+        window = item["tokens"]
+        scored = continuation_logprobs(model, window[:1], [window[1:]], device)[0]
+        return ItemScore(item["id"], None, -1, nll=-scored.loglik, tokens=len(window) - 1)
     chars, tokens, answer = item["choice_chars"], item["choice_tokens"], item["answer"]
     fields: dict[str, Any] = {}
     if kind == "sqa":
@@ -74,8 +81,15 @@ def score_item(model: Logits, kind: str, item: dict, text_size: int, device: str
 
 
 def summarise(kind: str, scores: list[ItemScore]) -> dict[str, float]:
-    """Means over items of every figure the kind has (accuracies as fractions)."""
+    """Means over items of every figure the kind has (accuracies as fractions); for `lm`, the mean
+    negative log-likelihood per scored token (`nll`, nats) and its exponential (`ppl`)."""
     out: dict[str, float] = {"items": float(len(scores))}
+    if kind == "lm":
+        tokens = sum(s.tokens or 0 for s in scores)
+        out["tokens"] = float(tokens)
+        out["nll"] = math.fsum(s.nll or 0.0 for s in scores) / max(tokens, 1)
+        out["ppl"] = math.exp(min(out["nll"], 50.0))
+        return out
     for name in ("acc", "acc_norm", "text_acc", "text_acc_norm"):
         values = [getattr(s, name) for s in scores if getattr(s, name) is not None]
         if values:
@@ -262,14 +276,14 @@ def report(results: dict[str, dict], step: int, checkpoint: Path | None, plots: 
     """report.md: one table row per eval set, then the plots."""
     lines = [f"# Evaluation at step {step}", "", f"checkpoint `{checkpoint}`", "",
              "| set | kind | items | acc | acc_norm | text acc | text acc_norm | chance | gap KL(s‖w) | gap KL(w‖s) "
-             "| gap JS | text-only KL(s‖w) |", "|---" * 12 + "|"]
+             "| gap JS | text-only KL(s‖w) | ppl |", "|---" * 13 + "|"]
     for name, r in results.items():
         s = r["summary"]
         cell = partial(_cell, s)
         lines.append(f"| {name} | {r['kind']} | {int(s['items'])} | {cell('acc')} | {cell('acc_norm')} | "
                      f"{cell('text_acc')} | {cell('text_acc_norm')} | {cell('chance')} | "
                      f"{cell('gap_spoken_written', False)} | {cell('gap_written_spoken', False)} | "
-                     f"{cell('gap_js', False)} | {cell('gap_text_spoken_written', False)} |")
+                     f"{cell('gap_js', False)} | {cell('gap_text_spoken_written', False)} | {cell('ppl', False)} |")
     lines += [""] + [f"![{p.removesuffix('.png')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

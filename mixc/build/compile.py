@@ -127,8 +127,8 @@ def _eval_sets(spec: ir.Spec, runs: dict[str, StageRun], out: Path) -> list[Eval
     shutil.rmtree(out / "eval", ignore_errors=True)
     sets = []
     for name in sorted(spec.eval.sets):
-        run = runs.get(f"eval_encode:{name}")
-        if run is None:
+        run = runs.get(f"eval_encode:{name}") or runs.get(f"eval_text:{name}")
+        if run is None:  # topics: no items to score
             continue
         (out / "eval").mkdir(exist_ok=True)
         target = out / "eval" / f"{name}.jsonl"

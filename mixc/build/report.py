@@ -50,12 +50,18 @@ def _eval_sets(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
         return []
     rows = []
     for s in plan.eval.sets:
+        if s.kind == "lm":  # held-out text: documents read, windows scored
+            text = runs[f"eval_text:{s.name}"].stats
+            kept = f"{int(text.counts.get('documents', 0)):,} documents, {text.items_out:,} windows"
+            rows.append([s.name, s.kind, kept, _drops(text.dropped), "-", "-", "-", f"`{s.path}`",
+                         f"`{s.sha256[:16]}`"])
+            continue
         items = runs[f"eval_items:{s.name}"].stats
         rows.append([s.name, s.kind, f"{items.items_out:,} of {items.items_in:,}", _drops(items.dropped),
                      f"{int(items.counts.get('spoken', 0)):,}", f"{int(items.counts.get('voiced', 0)):,}",
                      s.voice or "-", f"`{s.path}`", f"`{s.sha256[:16]}`"])
     return ["", "## Eval sets", ""] + _md_table(
-        ["set", "kind", "questions kept", "dropped", "with audio", "voiced", "voice", "file", "sha256"], rows) + [
+        ["set", "kind", "kept", "dropped", "with audio", "voiced", "voice", "file", "sha256"], rows) + [
         "", f"Scored every {plan.eval.every:,} batches during training and by `mixc eval` (docs/evaluation.md)."] + \
         _contamination(plan, runs)
 
@@ -93,20 +99,21 @@ SHOWN_OVERLAPS = 10
 
 def _contamination(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
     """Per eval set and training stage: items sharing an n-gram, then the longest overlaps found."""
-    from mixc.stages.contamination import Overlaps
+    from mixc.stages.contamination import MAX_N, MIN_N, Overlaps
 
     lines = ["", "### Contamination", ""]
     rows, shown = [], []
     for s in plan.eval.sets:
+        if f"contamination:{s.name}" not in runs:  # held-out text (lm) is not questions
+            continue
         summary, overlaps = Overlaps.read(runs[f"contamination:{s.name}"].path)
-        low, high = summary["min_n"], summary["max_n"]
         for stage, counts in summary["stages"].items():
             rows.append([s.name, stage, f"{counts['items_at_min']:,} of {summary['items']:,}",
                          f"{counts['items_at_max']:,}"])
         longest = overlaps.sort(["longest", "item"], descending=[True, False]).head(SHOWN_OVERLAPS)
         for r in longest.iter_rows(named=True):
             shown.append([s.name, r["item"], r["stage"], r["unit"], str(r["longest"]), r["ngram"]])
-    lines += _md_table(["set", "training stage", f"items sharing a {low}-gram", f"... a {high}-gram"], rows)
+    lines += _md_table(["set", "training stage", f"items sharing a {MIN_N}-gram", f"... a {MAX_N}-gram"], rows)
     if shown:
         lines += ["", f"Longest overlaps (at most {SHOWN_OVERLAPS}; all in the contamination stage's "
                   "overlaps.parquet):", ""]

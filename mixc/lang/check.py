@@ -312,7 +312,7 @@ def check_files(low: Lowered) -> Iterator[Diagnostic]:
 
 
 def check_eval(low: Lowered) -> Iterator[Diagnostic]:
-    """Eval sets: kinds this mixc does not score yet, spoken sets without speech, the voice."""
+    """Eval sets: spoken sets without speech, the voice, the topic backend's model."""
     spec = low.spec
     training_voices = {v for gen in spec.generators.values() for v in gen.tts.pool()}
     speech = any(isinstance(spec.sources.get(leaf.name), ir.AudioSource) or leaf.name in spec.generators
@@ -325,10 +325,7 @@ def check_eval(low: Lowered) -> Iterator[Diagnostic]:
                             low.span(path + ("backend",)) or low.span(path),
                             'add `model = "DIR"`: a local sentence-embedding model folder')
             continue
-        if evalset.kind not in ir.SCORED_EVAL_KINDS:
-            yield warning("eval.not-run", f"eval set '{name}': kind {evalset.kind} is checked but not scored yet",
-                          low.span(path + ("kind",)) or low.span(path),
-                          f"this mixc scores {', '.join(ir.SCORED_EVAL_KINDS)}; keep it for later or remove it")
+        if evalset.kind == "lm":
             continue
         if evalset.kind in ir.SPOKEN_EVAL_KINDS and not speech:
             yield error("eval.no-speech", f"eval set '{name}' is spoken ({evalset.kind}) and the mixture has no speech",

@@ -165,7 +165,7 @@ class _Wiring:
         """Topic coverage of every leaf's training text and of the scored eval sets' questions."""
         spec = self.spec
         scored = [self.add("eval_items", n, []) for n, s in sorted(spec.eval.sets.items())
-                  if s.kind in ir.SCORED_EVAL_KINDS]
+                  if s.kind in ir.QUESTION_EVAL_KINDS]
         texts = [t for leaf in sorted(budget.leaf_shares(spec.mixture)) if (t := self.training_text(leaf))]
         self.add("topics", name, scored + texts)
 
@@ -196,10 +196,13 @@ def wire(spec: ir.Spec, kinds: Mapping[str, type[Declaration]]) -> StageGraph:
     for leaf in sorted(budget.leaf_shares(spec.mixture)):
         wiring.leaf(leaf)
     for name, evalset in sorted(spec.eval.sets.items()):
-        if evalset.kind in ir.SCORED_EVAL_KINDS:
+        if evalset.kind in ir.QUESTION_EVAL_KINDS:
             wiring.eval_set(name)
         elif evalset.kind == "topics":
             wiring.topics(name)
+        else:  # lm: held-out text, framed with the joint vocabulary's markers
+            vocab = [wiring.audio_tokenizer()] if budget.has_speech(spec) else []
+            wiring.add("eval_text", name, [wiring.text_tokenizer()] + vocab)
     return wiring.graph
 
 

@@ -391,3 +391,75 @@ class EvalEncodedStage(Stage):
                                                        "voice": ctx.read(".voice") if spoken_kind else None,
                                                        "text_size": frames.text_size}, indent=1) + "\n")
         stats.items_in = stats.items_out = len(items)
+
+
+# ----------------------------------------------------------------------------- eval_text (kind lm)
+
+
+def held_out_texts(root: Path, files: list[Path], stats: Stats) -> list[tuple[str, str]]:
+    """(where, text) of every document of the files: jsonl or parquet rows with a `text` field, or a
+    whole .txt file; the rest dropped and listed."""
+    out = []
+    for path in files:
+        rel = os.path.relpath(path, root)
+        if path.suffix == ".txt":
+            try:
+                out.append((rel, path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as err:
+                stats.quarantine(rel, f"cannot read it ({err})", "not text")
+            continue
+        try:
+            rows = list(_rows(path))
+        except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
+            stats.quarantine(rel, f"cannot read it ({err})", "not json")
+            continue
+        for number, row in rows:
+            text = row.get("text") if row is not None else None
+            if row is None:
+                stats.quarantine(f"{rel}:{number}", "not a JSON object", "not json")
+            elif not isinstance(text, str) or not text.strip():
+                stats.quarantine(f"{rel}:{number}", "no text", "no text")
+            else:
+                out.append((f"{rel}:{number}", text))
+    return out
+
+
+class EvalTextStage(Stage):
+    kind, version, doc = "eval_text", 1, "held-out text tokenised into scored windows"
+    reads = (".files", ".limit", "pack.seq_len", "interleave.markers")
+
+    def fingerprint(self, ctx: Context, spec) -> dict:
+        return {"files": {os.path.relpath(p, ctx.root): ctx.digest(p) for p in expand(ctx.root, ctx.read(".files"))}}
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        """Each document as a text chunk (`<text> ids </text>` when the markers name text), cut into
+        windows of at most seq_len tokens; a window's first token is context, the rest are scored."""
+        from mixc.plan.vocab import layout
+        from mixc.stages.audio_tokens import AudioVocab
+        from mixc.stages.tokenizer import VocabFile, load_codec
+
+        texts = held_out_texts(ctx.root, expand(ctx.root, ctx.read(".files")), stats)
+        limit = ctx.read(".limit")
+        texts = texts[:limit] if limit is not None else texts
+        if not texts:
+            raise StageError(f"eval set '{ctx.subject}' has no text", "give it jsonl/parquet with a `text` field, "
+                             "or .txt files", ".files")
+        text_tok = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
+        audio_dir = next(iter(ctx.inputs_of("train_audio_tokenizer", "load_audio_tokenizer")), None)
+        lay = layout(VocabFile.read(text_tok), AudioVocab.read(audio_dir).codebook_size if audio_dir else None,
+                     ctx.read("interleave.markers"))
+        wrap = (lay.markers["<text>"], lay.markers["</text>"]) if "<text>" in lay.markers else None
+        seq_len, windows = ctx.read("pack.seq_len"), 0
+        codec = load_codec(text_tok)
+        with open(ctx.out / "items.jsonl", "w", encoding="utf-8") as out:
+            for (where, _), ids in zip(texts, codec.encode_batch([t for _, t in texts])):
+                tokens = [wrap[0], *map(int, ids), wrap[1]] if wrap else list(map(int, ids))
+                for k, start in enumerate(range(0, max(len(tokens) - 1, 1), seq_len)):
+                    window = tokens[start:start + seq_len]
+                    if len(window) > 1:
+                        out.write(json.dumps({"id": f"{where}#{k}", "where": where, "tokens": window}) + "\n")
+                        windows += 1
+        (ctx.out / "eval.json").write_text(json.dumps({"kind": "lm", "items": windows, "voice": None,
+                                                       "text_size": lay.text.size}, indent=1) + "\n")
+        stats.items_in, stats.items_out = len(texts) + sum(stats.dropped.values()), windows
+        stats.counts["documents"] = len(texts)

@@ -50,3 +50,18 @@ def test_the_gap_is_zero_for_the_same_context_and_kl_is_asymmetric(model):
     other = gap(model, [40, 41, 42, 43], [1, 2, 3], [4, 5, 6], text_size=32)
     assert other.spoken_written > 0 and other.written_spoken > 0 and other.spoken_written != other.written_spoken
     assert 0 < other.js <= math.log(2) and 0 < other.text_js <= math.log(2)
+
+
+def test_lm_items_score_their_windows_perplexity(model):
+    import math as m
+
+    from runtime.evaluate import score_item, summarise
+
+    windows = [{"id": "a#0", "tokens": [5, 9, 11, 3, 7]}, {"id": "a#1", "tokens": [2, 4, 6]}]
+    scores = [score_item(model, "lm", w, 32, "cpu") for w in windows]
+    for s, w in zip(scores, windows):
+        assert s.tokens == len(w["tokens"]) - 1
+        assert s.nll == pytest.approx(-direct(model, w["tokens"][:1], w["tokens"][1:]), abs=1e-5)
+    summary = summarise("lm", scores)
+    assert summary["tokens"] == 6 and summary["nll"] == pytest.approx((scores[0].nll + scores[1].nll) / 6)
+    assert summary["ppl"] == pytest.approx(m.exp(summary["nll"]))

@@ -95,6 +95,9 @@ eval {
   set coverage : topics {
     sample = 50
   }
+  set heldout : lm {
+    files = "data/heldout/*.txt"
+  }
 }
 """
 
@@ -154,6 +157,8 @@ def outputs(tmp_path_factory) -> tuple[dict[str, str], dict[str, set[str]]]:
     write_corpus(ws.root / "data" / "web", 2, seed=7, speakers=(2, 3), n_turns=5)
     write_pages(ws.root / "data")
     write_qa(ws.root / "data")
+    (ws.root / "data" / "heldout").mkdir()
+    (ws.root / "data" / "heldout" / "a.txt").write_text("The Nile flows north through eleven countries. " * 30)
     trained = ws.compile(ws.spec(TRAINED, "trained.mix"), out="trained")
     shutil.copytree(trained.runs["train_audio_tokenizer:audio"].path / "tokenizer", ws.root / "checkpoint")
     loaded = ws.compile(ws.spec(LOADED, "loaded.mix"), out="loaded")
