@@ -506,8 +506,10 @@ class EvalSet(Node):
     choices: int = Field(4, ge=2, description="choices per question (answer-only items get distractors)")
     voice: str = Field("espeak:en-us+f3", description="the TTS voice (backend:name) that reads questions without "
                        "audio; keep it out of the training voices")
-    backend: Literal["lexical", "embedding"] = Field("lexical", description="topics: how units are labelled")
-    model: str | None = Field(None, description="topics, embedding: a local sentence-embedding model folder")
+    backend: Literal["lexical", "embedding", "classifier"] = Field("lexical",
+                                                                  description="topics: how units are labelled")
+    model: str | None = Field(None, description="topics, embedding: a local sentence-embedding model folder; "
+                              "classifier: a local topic classifier folder (WebOrganizer's)")
     sample: int = Field(2000, ge=1, description="topics: units labelled per stream at most")
 
 

@@ -320,10 +320,10 @@ def check_eval(low: Lowered) -> Iterator[Diagnostic]:
     for name, evalset in spec.eval.sets.items():
         path = ("eval", "sets", name)
         if evalset.kind == "topics":
-            if evalset.backend == "embedding" and not evalset.model:
-                yield error("backend.model", f"eval set '{name}': the embedding topic backend needs a model",
+            if evalset.backend != "lexical" and not evalset.model:
+                yield error("backend.model", f"eval set '{name}': the {evalset.backend} topic backend needs a model",
                             low.span(path + ("backend",)) or low.span(path),
-                            'add `model = "DIR"`: a local sentence-embedding model folder')
+                            'add `model = "DIR"`: a local model folder (a sentence embedder, or the topic classifier)')
             continue
         if evalset.kind == "lm":
             continue

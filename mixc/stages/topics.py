@@ -13,6 +13,8 @@ eval question with its answer):
   as sentence-transformers/all-MiniLM-L6-v2 downloaded with `hf download`): mean-pooled, normalised
   embeddings of the unit's first 256 tokens and of each topic's "name: description"; the most cosine-
   similar topic wins.
+- `classifier`: WebOrganizer's trained topic classifier (or any 24-label sequence classifier) from a
+  local folder: the most probable label of the unit's first 512 tokens.
 
 At most `sample` units per stream are labelled: those with the smallest hash of (stage, unit id), the
 same units on every compile. Artifact (`TopicCoverage`): `topics.parquet` (stream, topic, units,
@@ -144,6 +146,43 @@ class Embedding:
         return out
 
 
+class Classifier:
+    """A local sequence-classification model whose labels are the 24 topics (WebOrganizer's topic
+    classifier, downloaded with `hf download WebOrganizer/TopicClassifier`): the most probable label
+    of the unit's first 512 tokens. Labels are matched to the topic names by their text, else by
+    their index in WebOrganizer's order (its config names them LABEL_0 ... LABEL_23)."""
+
+    def __init__(self, folder: Path):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=True).eval()
+        except (OSError, ValueError) as err:
+            raise StageError(f"cannot load a topic classifier from {folder} ({err})",
+                             "point `model` at a local sequence-classification folder, e.g. "
+                             "`hf download WebOrganizer/TopicClassifier --local-dir DIR`", ".model") from None
+        labels = [str(self.model.config.id2label[i]) for i in range(self.model.config.num_labels)]
+        names = list(TOPICS)
+        if len(labels) != len(names):
+            raise StageError(f"the topic classifier in {folder} has {len(labels)} labels, not the 24 topics",
+                             "use WebOrganizer's topic classifier, or the lexical or embedding backend", ".model")
+        by_name = {n.lower(): n for n in names}
+        self.names = [by_name.get(label.lower(), names[i]) for i, label in enumerate(labels)]
+        self.torch = torch
+
+    def label(self, texts: list[str]) -> list[str]:
+        out = []
+        with self.torch.no_grad():
+            for start in range(0, len(texts), 16):
+                batch = self.tokenizer(texts[start:start + 16], padding=True, truncation=True, max_length=512,
+                                       return_tensors="pt")
+                out += [self.names[i] for i in self.model(**batch).logits.argmax(-1).tolist()]
+        return out
+
+
 def histogram(labels: list[str]) -> dict[str, float]:
     counts = Counter(labels)
     return {t: counts[t] / len(labels) for t in [*TOPICS, UNASSIGNED]} if labels else {}
@@ -165,7 +204,7 @@ class TopicsStage(Stage):
         from mixc.hashing import tree_digest
 
         model = ctx.read(".model")
-        return {"embedder": tree_digest(ctx.root / model)} if ctx.read(".backend") == "embedding" and model else {}
+        return {"embedder": tree_digest(ctx.root / model)} if ctx.read(".backend") != "lexical" and model else {}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         from mixc.stages.evalsets import EvalItems
@@ -195,13 +234,14 @@ class TopicsStage(Stage):
         stats.items_in = stats.items_out = sum(units.values()) + len(eval_labels)
 
     @staticmethod
-    def _labeller(ctx: Context) -> Lexical | Embedding:
-        if ctx.read(".backend") == "lexical":
+    def _labeller(ctx: Context) -> Lexical | Embedding | Classifier:
+        backend = ctx.read(".backend")
+        if backend == "lexical":
             return Lexical()
         model = ctx.read(".model")
         if not model:
-            raise StageError("the embedding topic backend needs a model folder", 'set `model = "DIR"`', ".backend")
-        return Embedding(ctx.root / model)
+            raise StageError(f"the {backend} topic backend needs a model folder", 'set `model = "DIR"`', ".backend")
+        return Embedding(ctx.root / model) if backend == "embedding" else Classifier(ctx.root / model)
 
 
 def plot(hists: dict[str, dict[str, float]], evals: dict[str, float], path: Path) -> None:

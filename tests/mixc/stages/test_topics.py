@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from mixc.stages.base import StageError
-from mixc.stages.topics import TOPICS, UNASSIGNED, Embedding, Lexical, histogram, js_distance, unit_sample
+from mixc.stages.topics import (
+    TOPICS,
+    UNASSIGNED,
+    Classifier,
+    Embedding,
+    Lexical,
+    histogram,
+    js_distance,
+    unit_sample,
+)
 
 
 def test_the_taxonomy_has_webOrganizers_24_topics_with_mixcs_descriptions():
@@ -35,18 +44,38 @@ def test_js_distance_is_0_for_the_same_histogram_and_1_for_disjoint_ones():
     assert 0 < js_distance(a, histogram(["Health"])) < 1
 
 
-def test_embedding_labels_with_a_local_encoder_and_names_a_bad_folder(tmp_path):
+def small_bert(folder, head: int | None = None) -> None:
+    """A randomly initialised BERT with a word-level tokenizer over the topics' words; with `head`
+    labels, a sequence classifier."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(
         {w.lower() for _, (desc, keys) in TOPICS.items() for w in (desc + " " + keys).split()})])}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]").save_pretrained(tmp_path / "encoder")
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(tmp_path / "encoder")
+                            sep_token="[SEP]").save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=head or 2)
+    (BertForSequenceClassification(config) if head else BertModel(config)).save_pretrained(folder)
+
+
+def test_classifier_maps_its_labels_to_the_topics_and_refuses_other_label_sets(tmp_path):
+    small_bert(tmp_path / "classifier", head=24)  # labels LABEL_0..LABEL_23: WebOrganizer's order
+    labeller = Classifier(tmp_path / "classifier")
+    assert labeller.names == list(TOPICS)
+    labels = labeller.label(["football team league", "bread kitchen recipe"] * 10)
+    assert len(labels) == 20 and set(labels) <= set(TOPICS)
+    small_bert(tmp_path / "three", head=3)
+    with pytest.raises(StageError, match="has 3 labels, not the 24 topics"):
+        Classifier(tmp_path / "three")
+    with pytest.raises(StageError, match="cannot load a topic classifier"):
+        Classifier(tmp_path / "absent")
+
+
+def test_embedding_labels_with_a_local_encoder_and_names_a_bad_folder(tmp_path):
+    small_bert(tmp_path / "encoder")
     labeller = Embedding(tmp_path / "encoder")
     labels = labeller.label(["football team league", "bread kitchen recipe"] * 20)
     assert len(labels) == 40 and set(labels) <= set(TOPICS)
