@@ -158,16 +158,18 @@ class _Wiring:
         tokenizers = [self.text_tokenizer()] + ([self.audio_tokenizer()] if kind in ir.SPOKEN_EVAL_KINDS else [])
         items = self.add("eval_items", name, [])
         self.add("eval_encode", name, [items] + tokenizers)
-        texts = [t for leaf in sorted(budget.leaf_shares(self.spec.mixture)) if (t := self.training_text(leaf))]
-        self.add("contamination", name, [items] + texts)
+        self.add("contamination", name, [items] + self.training_texts())
 
     def topics(self, name: str) -> None:
         """Topic coverage of every leaf's training text and of the scored eval sets' questions."""
         spec = self.spec
         scored = [self.add("eval_items", n, []) for n, s in sorted(spec.eval.sets.items())
                   if s.kind in ir.QUESTION_EVAL_KINDS]
-        texts = [t for leaf in sorted(budget.leaf_shares(spec.mixture)) if (t := self.training_text(leaf))]
-        self.add("topics", name, scored + texts)
+        self.add("topics", name, scored + self.training_texts())
+
+    def training_texts(self) -> list[str]:
+        """Every mixture leaf's training-text stage, in leaf order."""
+        return [t for leaf in sorted(budget.leaf_shares(self.spec.mixture)) if (t := self.training_text(leaf))]
 
     def training_text(self, name: str) -> str | None:
         """The stage whose artifact holds a leaf's training text: documents, transcripts, generated items."""

@@ -38,7 +38,6 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,28 +159,34 @@ def _rows(path: Path) -> Iterator[tuple[int, dict | None]]:
             yield number, row if isinstance(row, dict) else None
 
 
+def file_rows(root: Path, path: Path, stats: Stats) -> Iterator[tuple[str, dict]]:
+    """(file:row, row) of every JSON object row of a jsonl or parquet file; an unreadable file and a
+    line that is not a JSON object are set aside as `not json`, with their place."""
+    rel = os.path.relpath(path, root)
+    try:
+        rows = list(_rows(path))
+    except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
+        stats.quarantine(rel, f"cannot read it ({err})", "not json")
+        return
+    for number, row in rows:
+        if row is None:
+            stats.quarantine(f"{rel}:{number}", "not a JSON object", "not json")
+        else:
+            yield f"{rel}:{number}", row
+
+
 def read_items(root: Path, files: list[Path], declared: str, stats: Stats, out: Path | None = None) -> list[Item]:
     """Every usable item of the files, in file and row order; the rest dropped and listed."""
     items: list[Item] = []
     seen: set[str] = set()
     for path in files:
-        rel = os.path.relpath(path, root)
-        try:
-            rows = list(_rows(path))
-        except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
-            stats.quarantine(rel, f"cannot read it ({err})", "not json")
-            continue
-        for number, row in rows:
-            where = f"{rel}:{number}"
+        for where, row in file_rows(root, path, stats):
             try:
-                if row is None:
-                    raise Unusable("not json")
                 item = parse_line(row, declared, path.parent, where, len(items), out)
                 if item.id in seen:
                     raise Unusable("duplicate id")
             except Unusable as why:
-                reason = str(why)
-                stats.quarantine(where, "not a JSON object" if reason == "not json" else reason, reason)
+                stats.quarantine(where, str(why), str(why))
                 continue
             seen.add(item.id)
             items.append(item)
@@ -297,7 +302,7 @@ def question_audio(ctx: Context, items: pl.DataFrame, revision: str) -> list[np.
 
     from mixc.audio import to_mono_16k
     from mixc.backends import tts
-    from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, item_key, load_wav
+    from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, item_key, load_wav, put_audio
 
     store = ctx.items
     assert store is not None, "the executor gives every stage its item store"
@@ -313,16 +318,9 @@ def question_audio(ctx: Context, items: pl.DataFrame, revision: str) -> list[np.
         key = item_key("eval-question", revision, question)
         if not store.has(AUDIO_KIND, key, AUDIO_SUFFIX):
             speaker = speaker or tts.load(voice, cfg, ctx.root)
-            store.put(AUDIO_KIND, key, AUDIO_SUFFIX, partial(_write_flac, speaker.speak(question)))
+            put_audio(store, key, speaker.speak(question))
         out.append(load_wav(store.path(AUDIO_KIND, key, AUDIO_SUFFIX)))
     return out
-
-
-def _write_flac(samples: np.ndarray, path: Path) -> None:
-    import soundfile
-
-    from mixc.audio import SAMPLE_RATE
-    soundfile.write(str(path), samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
 
 
 @dataclass(frozen=True)
@@ -408,19 +406,12 @@ def held_out_texts(root: Path, files: list[Path], stats: Stats) -> list[tuple[st
             except (OSError, UnicodeDecodeError) as err:
                 stats.quarantine(rel, f"cannot read it ({err})", "not text")
             continue
-        try:
-            rows = list(_rows(path))
-        except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
-            stats.quarantine(rel, f"cannot read it ({err})", "not json")
-            continue
-        for number, row in rows:
-            text = row.get("text") if row is not None else None
-            if row is None:
-                stats.quarantine(f"{rel}:{number}", "not a JSON object", "not json")
-            elif not isinstance(text, str) or not text.strip():
-                stats.quarantine(f"{rel}:{number}", "no text", "no text")
+        for where, row in file_rows(root, path, stats):
+            text = row.get("text")
+            if not isinstance(text, str) or not text.strip():
+                stats.quarantine(where, "no text", "no text")
             else:
-                out.append((f"{rel}:{number}", text))
+                out.append((where, text))
     return out
 
 

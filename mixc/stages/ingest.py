@@ -31,7 +31,7 @@ from mixc.audio import AUDIO_SUFFIXES, SAMPLE_RATE
 from mixc.lang.workspace import expand
 from mixc.stages.base import Context, StageError, Stats
 from mixc.stages.decode import AudioError, TooLong, decode, too_long
-from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, RecordingManifest, item_key
+from mixc.stages.items import ItemStage, RecordingManifest, item_key, put_audio
 from mixc.stages.store import ItemStore
 
 DECODE_VERSION = "decode/1"  # bump when decoding or resampling changes the stored audio (or its meta item)
@@ -116,7 +116,6 @@ class IngestStage(ItemStage):
 
     def build(self, model: Any, items: ItemStore, path: str, key: str, max_seconds: float) -> None:
         """Decodes one file into the audio item `key` (FLAC) and its meta (or failure) item."""
-        import soundfile
         try:
             wav, head = decode(Path(path), max_seconds)
         except TooLong as exc:
@@ -124,8 +123,7 @@ class IngestStage(ItemStage):
         except AudioError as exc:
             meta = Decoded(error=str(exc))
         else:
-            items.put(AUDIO_KIND, key, AUDIO_SUFFIX,
-                      lambda tmp: soundfile.write(str(tmp), wav, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+            put_audio(items, key, wav)
             meta = Decoded(len(wav) / SAMPLE_RATE, head.rate, head.channels, head.format)
         meta.write(items, key)
 

@@ -49,6 +49,15 @@ def audio_path(store: ItemStore, audio: str) -> Path:
     return store.path(AUDIO_KIND, audio, AUDIO_SUFFIX)
 
 
+def put_audio(store: ItemStore, key: str, samples: np.ndarray) -> None:
+    """Store 16 kHz mono samples as FLAC (16-bit) under the item key: the audio every speech stage reads."""
+    import soundfile
+
+    from mixc.audio import SAMPLE_RATE
+    store.put(AUDIO_KIND, key, AUDIO_SUFFIX,
+              lambda tmp: soundfile.write(str(tmp), samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+
+
 def load_wav(path: Path) -> np.ndarray:
     import soundfile
     wav, _ = soundfile.read(str(path), dtype="float32")

@@ -25,9 +25,11 @@ to the eval sets' pooled histogram), `topics.png` (a bar chart).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -88,11 +90,12 @@ TOPICS: dict[str, tuple[str, str]] = {
 }
 
 
-def unit_sample(units: list[tuple[str, str]], stage: str, limit: int) -> list[tuple[str, str]]:
-    """The `limit` units with the smallest hash of (stage, unit id): a stable sample."""
+def unit_sample(units: Iterable[tuple[str, str]], stage: str, limit: int) -> list[tuple[str, str]]:
+    """The `limit` units with the smallest hash of (stage, unit id), in that order: a stable sample,
+    taken in one pass that holds `limit` units (a stream's text is never all in memory)."""
     def rank(unit: tuple[str, str]) -> bytes:
         return hashlib.sha256(f"{stage}\x00{unit[0]}".encode()).digest()
-    return sorted(units, key=rank)[:limit] if len(units) > limit else units
+    return heapq.nsmallest(limit, units, key=rank)
 
 
 class Lexical:
@@ -219,7 +222,7 @@ class TopicsStage(Stage):
                 eval_labels += labeller.label([f"{q} {c[a]}" for q, c, a in zip(
                     table["question"].to_list(), table["choices"].to_list(), table["answer"].to_list())])
             elif kind in TRAINING_KINDS:
-                chosen = unit_sample(list(training_units(kind, ctx.inputs[sid])), sid, sample)
+                chosen = unit_sample(training_units(kind, ctx.inputs[sid]), sid, sample)
                 hists[subject], units[subject] = histogram(labeller.label([t for _, t in chosen])), len(chosen)
         evals = histogram(eval_labels)
         rows = [{"stream": s, "topic": t, "share": share} for s, h in hists.items() for t, share in h.items()]

@@ -38,7 +38,14 @@ from mixc.errors import MissingWeights, SetupError
 from mixc.stages.base import Context, Declared, StageError, Stats
 from mixc.stages.chunk import SCHEMA, ChunkManifest, chunk_stats
 from mixc.stages.generate import GeneratedTexts
-from mixc.stages.items import AUDIO_KIND, AUDIO_SUFFIX, ItemStage, audio_path, item_key, load_wav, read_records
+from mixc.stages.items import (
+    ItemStage,
+    audio_path,
+    item_key,
+    load_wav,
+    put_audio,
+    read_records,
+)
 from mixc.stages.store import ItemStore
 
 CALL_CHARS = 300  # a longer sentence is cut at commas or semicolons into calls of about this size
@@ -185,7 +192,7 @@ class TtsStage(ItemStage):
             parts.append(wav)
             at += len(wav)
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        _put_audio(items, key, audio)
+        put_audio(items, key, audio)
         items.put(self.kind, key, self.suffix,
                   lambda tmp: tmp.write_text(json.dumps([s.to_json() for s in spoken]) + "\n"))
 
@@ -244,13 +251,6 @@ class TtsStage(ItemStage):
 
 def _texts_input(ctx: Context) -> Path:
     return ctx.inputs_of("rewrite", "answer")[0]
-
-
-def _put_audio(items: ItemStore, key: str, audio: np.ndarray) -> None:
-    import soundfile
-
-    items.put(AUDIO_KIND, key, AUDIO_SUFFIX,
-              lambda tmp: soundfile.write(str(tmp), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
 
 
 def voice_report(ctx: Context, rows: list[dict]) -> dict:

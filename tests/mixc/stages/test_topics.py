@@ -34,7 +34,7 @@ def test_the_sample_is_stable_and_bounded():
     first = unit_sample(units, "read:a", 10)
     assert len(first) == 10 and first == unit_sample(list(reversed(units)), "read:a", 10)
     assert first != unit_sample(units, "read:b", 10)
-    assert unit_sample(units[:5], "read:a", 10) == units[:5]
+    assert sorted(unit_sample(units[:5], "read:a", 10)) == units[:5]
 
 
 def test_js_distance_is_0_for_the_same_histogram_and_1_for_disjoint_ones():
