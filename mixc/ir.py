@@ -515,6 +515,11 @@ class EvalSet(Node):
 
 class Eval(Node):
     every: Count = Field(1000, description="batches between evaluations")
+    heldout: Fraction = Field(0.0, le=0.5, description="share of each stream's documents kept out of training "
+                              "and scored as perplexity (the `heldout/STREAM` sets); 0: none")
+    heldout_sequences: int = Field(64, ge=1, description="held-out sequences scored per stream at most")
+    decontaminate: int | None = Field(None, ge=6, le=13, description="drop training documents sharing an n-gram "
+                                      "of at least this many words with a question eval set; unset: report only")
     sets: Annotated[dict[str, EvalSet], Named("set")] = {}
 
 

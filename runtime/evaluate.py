@@ -9,7 +9,8 @@ lengths, and the gold index. Per kind:
   the written question as a control (`text_acc`, `text_acc_norm`), and the modality gap;
 - `mc`: cloze multiple choice after the written question (`acc`, `acc_norm`);
 - `modality_gap`: the gap only (`gap_*`: means over items of `runtime.scoring.gap`);
-- `lm`: held-out text in windows, its perplexity (`nll` per token, `ppl`).
+- `lm`: held-out text in windows, or a stream's held-out sequences (`heldout/STREAM`), its
+  perplexity (`nll` per token, `ppl`; `text_nll`, `text_ppl` over its text tokens).
 
 Items are split over the processes by index and gathered back in index order, and every item is
 scored alone, so 1 or N processes give the same numbers. docs/evaluation.md defines each figure.
@@ -30,7 +31,7 @@ from composer.utils import dist
 
 from mixc.errors import DataError
 from mixc.planfile import EvalSetPlan, TrainingPlan
-from runtime.scoring import Logits, continuation_logprobs, gap, multiple_choice
+from runtime.scoring import Logits, continuation_logprobs, gap, multiple_choice, token_logprobs
 
 CHANCE_DIGITS = 4
 
@@ -58,13 +59,13 @@ class ItemScore:
     gap: dict[str, float] | None = None
     nll: float | None = None
     tokens: int | None = None
+    text_nll: float | None = None
+    text_tokens: int | None = None
 
 
 def score_item(model: Logits, kind: str, item: dict, text_size: int, device: str) -> ItemScore:
-    if kind == "lm":  # a window of held-out text: its first token is context, the rest are scored
-        window = item["tokens"]
-        scored = continuation_logprobs(model, window[:1], [window[1:]], device)[0]
-        return ItemScore(item["id"], None, -1, nll=-scored.loglik, tokens=len(window) - 1)
+    if kind == "lm":
+        return _window(model, item, text_size, device)
     chars, tokens, answer = item["choice_chars"], item["choice_tokens"], item["answer"]
     fields: dict[str, Any] = {}
     if kind == "sqa":
@@ -80,15 +81,35 @@ def score_item(model: Logits, kind: str, item: dict, text_size: int, device: str
     return ItemScore(item["id"], item.get("topic"), answer, **fields)
 
 
+def _window(model: Logits, item: dict, text_size: int, device: str) -> ItemScore:
+    """A held-out window: every token after the first is scored where its mask is 1 (held-out
+    sequences carry their training loss mask; held-out text has none: all), and separately where it
+    is also a text token (id below `text_size`)."""
+    tokens = item["tokens"]
+    logp = token_logprobs(model, tokens, device)
+    targets = torch.tensor(tokens[1:])
+    mask = item.get("mask")
+    scored = torch.tensor(mask[1:], dtype=torch.bool) if mask else torch.ones(len(targets), dtype=torch.bool)
+    text = scored & (targets < text_size)
+    return ItemScore(item["id"], None, -1, nll=-float(logp[scored].sum()), tokens=int(scored.sum()),
+                     text_nll=-float(logp[text].sum()), text_tokens=int(text.sum()))
+
+
 def summarise(kind: str, scores: list[ItemScore]) -> dict[str, float]:
     """Means over items of every figure the kind has (accuracies as fractions); for `lm`, the mean
-    negative log-likelihood per scored token (`nll`, nats) and its exponential (`ppl`)."""
+    negative log-likelihood per scored token (`nll`, nats) and its exponential (`ppl`), and the same
+    over the scored text tokens (`text_nll`, `text_ppl`)."""
     out: dict[str, float] = {"items": float(len(scores))}
     if kind == "lm":
         tokens = sum(s.tokens or 0 for s in scores)
         out["tokens"] = float(tokens)
         out["nll"] = math.fsum(s.nll or 0.0 for s in scores) / max(tokens, 1)
         out["ppl"] = math.exp(min(out["nll"], 50.0))
+        text = sum(s.text_tokens or 0 for s in scores)
+        if text:
+            out["text_tokens"] = float(text)
+            out["text_nll"] = math.fsum(s.text_nll or 0.0 for s in scores) / text
+            out["text_ppl"] = math.exp(min(out["text_nll"], 50.0))
         return out
     for name in ("acc", "acc_norm", "text_acc", "text_acc_norm"):
         values = [getattr(s, name) for s in scores if getattr(s, name) is not None]
@@ -227,42 +248,51 @@ def _rows(metrics: Path) -> list[dict]:
     return [json.loads(line) for line in metrics.read_text().splitlines() if line] if metrics.is_file() else []
 
 
-def plot_curves(metrics: Path, out: Path) -> list[str]:
-    """loss.png (the training loss) and eval.png (each set's accuracies by step), from metrics.jsonl;
-    the names of the files written."""
+def _curves(rows: list[dict], figures: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
+    """{"<set>/<figure>": [(step, value)]} for the eval figures named."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        for key, value in r.items():
+            if key.startswith("eval/") and key.endswith(tuple(f"/{f}" for f in figures)):
+                curves.setdefault(key.removeprefix("eval/"), []).append((r["step"], value))
+    return curves
+
+
+def _chart(path: Path, curves: dict[str, list[tuple[int, float]]], ylabel: str, title: str,
+           levels: frozenset[float] | set[float] = frozenset(), **axes: Any) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, points in sorted(curves.items()):
+        ax.plot(*zip(*points), marker="o" if len(points) < 50 else None, label=name)
+    for level in sorted(levels):
+        ax.axhline(level, color="grey", linestyle=":", label=f"chance ({level:.0%})")
+    ax.set(xlabel="step", ylabel=ylabel, title=title, **axes)
+    if len(curves) + len(levels) > 1:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(metrics: Path, out: Path) -> list[str]:
+    """loss.png (the training loss), eval.png (each set's accuracies by step) and ppl.png (each
+    held-out set's perplexity by step), from metrics.jsonl; the names of the files written."""
     rows, written = _rows(metrics), []
     losses = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
     if losses:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(*zip(*losses))
-        ax.set(xlabel="step", ylabel="training loss", title="loss")
-        fig.tight_layout()
-        fig.savefig(out / "loss.png", dpi=100)
-        plt.close(fig)
+        _chart(out / "loss.png", {"loss": losses}, "training loss", "loss")
         written.append("loss.png")
-    curves: dict[str, list[tuple[int, float]]] = {}
     chance = {value for r in rows for key, value in r.items() if key.startswith("eval/") and key.endswith("/chance")}
-    for r in rows:
-        for key, value in r.items():
-            if key.startswith("eval/") and key.endswith(("/acc", "/text_acc")):
-                curves.setdefault(key.removeprefix("eval/"), []).append((r["step"], value))
-    if curves:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, points in sorted(curves.items()):
-            ax.plot(*zip(*points), marker="o", label=name)
-        for level in sorted(chance):
-            ax.axhline(level, color="grey", linestyle=":", label=f"chance ({level:.0%})")
-        ax.set(xlabel="step", ylabel="accuracy", title="evaluation", ylim=(0, 1))
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "eval.png", dpi=100)
-        plt.close(fig)
+    if curves := _curves(rows, ("acc", "text_acc")):
+        _chart(out / "eval.png", curves, "accuracy", "evaluation", chance, ylim=(0, 1))
         written.append("eval.png")
+    if curves := _curves(rows, ("ppl",)):
+        _chart(out / "ppl.png", curves, "perplexity", "held-out perplexity", yscale="log")
+        written.append("ppl.png")
     return written
 
 
@@ -276,14 +306,15 @@ def report(results: dict[str, dict], step: int, checkpoint: Path | None, plots: 
     """report.md: one table row per eval set, then the plots."""
     lines = [f"# Evaluation at step {step}", "", f"checkpoint `{checkpoint}`", "",
              "| set | kind | items | acc | acc_norm | text acc | text acc_norm | chance | gap KL(s‖w) | gap KL(w‖s) "
-             "| gap JS | text-only KL(s‖w) | ppl |", "|---" * 13 + "|"]
+             "| gap JS | text-only KL(s‖w) | ppl | text ppl |", "|---" * 14 + "|"]
     for name, r in results.items():
         s = r["summary"]
         cell = partial(_cell, s)
         lines.append(f"| {name} | {r['kind']} | {int(s['items'])} | {cell('acc')} | {cell('acc_norm')} | "
                      f"{cell('text_acc')} | {cell('text_acc_norm')} | {cell('chance')} | "
                      f"{cell('gap_spoken_written', False)} | {cell('gap_written_spoken', False)} | "
-                     f"{cell('gap_js', False)} | {cell('gap_text_spoken_written', False)} | {cell('ppl', False)} |")
+                     f"{cell('gap_js', False)} | {cell('gap_text_spoken_written', False)} | {cell('ppl', False)} | "
+                     f"{cell('text_ppl', False)} |")
     lines += [""] + [f"![{p.removesuffix('.png')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

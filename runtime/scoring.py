@@ -8,6 +8,7 @@ do not depend on which other items are scored with it, nor on how many processes
 - `continuation_logprobs`: the log-likelihood of each continuation after a context, and whether it
   is the greedy continuation (lm-eval's `loglikelihood` request: context and continuation are token
   lists; the context's last token predicts the continuation's first).
+- `token_logprobs`: each token's log-likelihood after the ones before it (held-out perplexity).
 - `multiple_choice`: a cloze multiple-choice item's `acc` (argmax of the summed log-likelihood) and
   `acc_norm` (argmax of the log-likelihood divided by the choice's length in characters; as in
   lm-eval, the choice's own text, without the leading space it is scored with).
@@ -61,6 +62,16 @@ def continuation_logprobs(model: Logits, context: Sequence[int], continuations: 
         greedy = bool(torch.equal(logp[i, positions].argmax(-1), target))
         out.append(Scored(float(picked.sum()), greedy))
     return out
+
+
+def token_logprobs(model: Logits, tokens: Sequence[int], device: torch.device | str = "cpu") -> Tensor:
+    """The log-likelihood of each token after the ones before it: float64 [T-1], for tokens[1:]
+    (gathered where the model runs, so a long window never moves a [T, V] tensor)."""
+    if len(tokens) < 2:
+        raise ValueError("a window needs at least two tokens")
+    ids = torch.tensor([list(tokens)], dtype=torch.long, device=device)
+    logp = torch.log_softmax(model(ids).float(), dim=-1)[0, :-1]
+    return logp.gather(-1, ids[0, 1:, None])[:, 0].double().cpu()
 
 
 @dataclass(frozen=True)

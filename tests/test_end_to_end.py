@@ -53,6 +53,8 @@ def test_demo_compiles_and_trains_on_cpu(tmp_path):
                    cwd=workspace)
     assert "done at step 30" in trained
     assert "| factbook_qa | sqa | 60 |" in trained  # the eval table, at the end of training
+    for stream in ("factbook", "conversations", "krist", "quest"):  # held-out perplexity of every stream
+        assert f"| heldout/{stream} | lm |" in trained
     assert plan.eval.sets[0].voice == "espeak:en-us+f3" and plan.eval.every == 100
     result = json.loads((workspace / "runs" / "demo" / "eval.json").read_text())["sets"]["factbook_qa"]
     assert result["summary"]["chance"] == 0.25 and 0 <= result["summary"]["acc"] <= 1

@@ -43,6 +43,7 @@ from mixc.planfile import (
 from mixc.stages import graph
 from mixc.stages.audio_tokens import AudioVocab
 from mixc.stages.base import Progress, no_progress
+from mixc.stages.evalsets import HELDOUT_PREFIX
 from mixc.stages.shards import MDS, StreamInfo
 from mixc.stages.tokenizer import VocabFile, tokenizer_file
 
@@ -123,15 +124,19 @@ def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: Vocab
 
 
 def _eval_sets(spec: ir.Spec, runs: dict[str, StageRun], out: Path) -> list[EvalSetPlan]:
-    """Each scored eval set's framed items, copied to eval/<name>.jsonl."""
+    """Each scored eval set's framed items, copied to eval/<name>.jsonl; with `eval.heldout`, each
+    stream's held-out sequences as eval/heldout/<stream>.jsonl."""
     shutil.rmtree(out / "eval", ignore_errors=True)
     sets = []
-    for name in sorted(spec.eval.sets):
-        run = runs.get(f"eval_encode:{name}") or runs.get(f"eval_text:{name}")
-        if run is None:  # topics: no items to score
+    named = [(name, runs.get(f"eval_encode:{name}") or runs.get(f"eval_text:{name}"))
+             for name in sorted(spec.eval.sets)]
+    held = [(HELDOUT_PREFIX + leaf, runs.get(f"eval_heldout:{leaf}"))
+            for leaf in sorted(budget.leaf_shares(spec.mixture))]
+    for name, run in named + held:
+        if run is None:  # topics: no items to score; a leaf without a stream
             continue
-        (out / "eval").mkdir(exist_ok=True)
         target = out / "eval" / f"{name}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / "items.jsonl", target)
         info = json.loads((run.path / "eval.json").read_text())
         sets.append(EvalSetPlan(name=name, kind=info["kind"], path=f"eval/{name}.jsonl", items=info["items"],
@@ -216,7 +221,7 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers:
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").unlink(missing_ok=True)
     shards = _copy_outputs(out, runs, streams, tokenizer)
-    evals = EvalPlan(every=spec.eval.every if spec.eval.sets else 0, text_size=lay.text.size,
+    evals = EvalPlan(every=spec.eval.every if spec.eval.sets or spec.eval.heldout else 0, text_size=lay.text.size,
                      sets=tuple(_eval_sets(spec, runs, out)))
     if evals.sets:
         shards += _file_locks(out, out / "eval")

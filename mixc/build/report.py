@@ -5,6 +5,7 @@ from __future__ import annotations
 from mixc.build.execute import StageRun
 from mixc.planfile import TrainingPlan
 from mixc.stages.chunk import ChunkManifest
+from mixc.stages.evalsets import HELDOUT_PREFIX
 from mixc.stages.tts import TtsStage
 
 
@@ -50,6 +51,13 @@ def _eval_sets(plan: TrainingPlan, runs: dict[str, StageRun]) -> list[str]:
         return []
     rows = []
     for s in plan.eval.sets:
+        if s.name.startswith(HELDOUT_PREFIX):  # a stream's held-out documents: sequences packed, scored
+            stream = s.name.removeprefix(HELDOUT_PREFIX)
+            packed = runs[f"pack:{stream}"].stats.counts
+            docs, seqs = int(packed.get("heldout_documents", 0)), int(packed.get("heldout_sequences", 0))
+            kept = f"{docs:,} documents, {seqs:,} sequences, {s.items:,} scored"
+            rows.append([s.name, s.kind, kept, "-", "-", "-", "-", f"`{s.path}`", f"`{s.sha256[:16]}`"])
+            continue
         if s.kind == "lm":  # held-out text: documents read, windows scored
             text = runs[f"eval_text:{s.name}"].stats
             kept = f"{int(text.counts.get('documents', 0)):,} documents, {text.items_out:,} windows"

@@ -317,6 +317,9 @@ def check_eval(low: Lowered) -> Iterator[Diagnostic]:
     training_voices = {v for gen in spec.generators.values() for v in gen.tts.pool()}
     speech = any(isinstance(spec.sources.get(leaf.name), ir.AudioSource) or leaf.name in spec.generators
                  for leaf in spec.mixture.leaves())
+    if spec.eval.decontaminate and not any(s.kind in ir.QUESTION_EVAL_KINDS for s in spec.eval.sets.values()):
+        yield warning("eval.decontaminate", "decontaminate has nothing to compare with: no question eval set",
+                      low.span(("eval", "decontaminate")), "declare an sqa, mc or modality_gap set, or remove the line")
     for name, evalset in spec.eval.sets.items():
         path = ("eval", "sets", name)
         if evalset.kind == "topics":

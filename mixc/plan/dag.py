@@ -143,10 +143,13 @@ class _Wiring:
     def speech_tail(self, name: str, units: str) -> str:
         """encode -> interleave -> pack -> shards for a stream of (audio, text) chunks."""
         encoded = self.add("encode", name, [units, self.audio_tokenizer()])
-        return self.tail(name, self.add("interleave", name, [encoded, self.text_tokenizer()]))
+        interleaved = self.add("interleave", name, [encoded, self.text_tokenizer()] + self.decontaminated_by())
+        return self.tail(name, interleaved)
 
     def tail(self, name: str, sid: str) -> str:
         packed = self.add("pack", name, [sid])
+        if self.spec.eval.heldout:
+            self.add("eval_heldout", name, [packed])
         # the joint vocabulary (text + audio codes + markers) fixes the token dtype of every stream
         vocab = [self.audio_tokenizer()] if budget.has_speech(self.spec) else []
         return self.add("shards", name, [packed] + vocab)
@@ -156,9 +159,19 @@ class _Wiring:
         eval_items -> contamination (with every mixture leaf's training text)."""
         kind = self.spec.eval.sets[name].kind
         tokenizers = [self.text_tokenizer()] + ([self.audio_tokenizer()] if kind in ir.SPOKEN_EVAL_KINDS else [])
-        items = self.add("eval_items", name, [])
-        self.add("eval_encode", name, [items] + tokenizers)
-        self.add("contamination", name, [items] + self.training_texts())
+        self.add("eval_encode", name, [self.add("eval_items", name, [])] + tokenizers)
+        self.contamination(name)
+
+    def contamination(self, name: str) -> str:
+        return self.add("contamination", name, [self.add("eval_items", name, [])] + self.training_texts())
+
+    def decontaminated_by(self) -> list[str]:
+        """With `eval.decontaminate`, the contamination stages whose overlapping training documents a
+        leaf's tokenising stage drops: one per question eval set."""
+        if not self.spec.eval.decontaminate:
+            return []
+        return [self.contamination(n) for n, s in sorted(self.spec.eval.sets.items())
+                if s.kind in ir.QUESTION_EVAL_KINDS]
 
     def topics(self, name: str) -> None:
         """Topic coverage of every leaf's training text and of the scored eval sets' questions."""
@@ -184,7 +197,8 @@ class _Wiring:
     def leaf(self, name: str) -> None:
         source = self.spec.sources.get(name)
         if isinstance(source, ir.TextSource):
-            self.tail(name, self.add("tokenize", name, [self.read(name), self.text_tokenizer()]))
+            inputs = [self.read(name), self.text_tokenizer()] + self.decontaminated_by()
+            self.tail(name, self.add("tokenize", name, inputs))
         elif isinstance(source, ir.AudioSource):
             self.speech_tail(name, self.add("chunk", name, [self.web_audio_front(name)]))
         elif (gen := self.spec.generators.get(name)) is not None and gen.pages in self.spec.sources:

@@ -7,7 +7,7 @@ from mixc.stages.audio_tokens import EncodeStage, LoadAudioTokenizerStage, Train
 from mixc.stages.base import Stage
 from mixc.stages.chunk import ChunkStage
 from mixc.stages.contamination import ContaminationStage
-from mixc.stages.evalsets import EvalEncodedStage, EvalItemsStage, EvalTextStage
+from mixc.stages.evalsets import EvalEncodedStage, EvalHeldoutStage, EvalItemsStage, EvalTextStage
 from mixc.stages.generate import AnswerStage, MineStage, RewriteStage
 from mixc.stages.ingest import IngestStage
 from mixc.stages.interleave import InterleaveStage
@@ -28,7 +28,7 @@ REGISTRY: dict[str, type[Stage]] = {
                               TrainAudioTokenizerStage, LoadAudioTokenizerStage, EncodeStage, InterleaveStage,
                               ExtractStage, RewriteStage, MineStage, AnswerStage, TtsStage, EvalItemsStage,
                               EvalEncodedStage, ContaminationStage, TopicsStage,
-                              EvalTextStage)
+                              EvalTextStage, EvalHeldoutStage)
 }
 
 

@@ -10,6 +10,10 @@ item is contaminated at n when one of its word n-grams occurs in a training unit
 n-grams of the eval items are held in memory (a set of hashed 6-grams, then each candidate is
 extended), so a scan is one pass over the training text.
 
+With `eval.decontaminate = N`, the stages that tokenise a leaf's text (`tokenize`, `interleave`)
+take the contamination stages as inputs and drop the leaf's documents listed with `longest >= N`
+(`overlapping_units`), counted as "overlaps an eval set".
+
 Artifact (`Overlaps`): `overlaps.parquet`, one row per (item, training unit) that share an n-gram
 of at least MIN_N words: `item`, `question`, `stage` (the training stage id), `unit` (its id: doc id,
 recording, generated item), `longest`, `ngram` (the longest shared words); `contamination.json`:
@@ -119,3 +123,29 @@ class Overlaps:
     @staticmethod
     def read(folder: Path) -> tuple[dict, pl.DataFrame]:
         return json.loads((folder / "contamination.json").read_text()), pl.read_parquet(folder / "overlaps.parquet")
+
+
+DECONTAMINATE = "eval.decontaminate"
+DROP_REASON = "overlaps an eval set"
+
+
+def decontaminate_reads(spec) -> tuple[str, ...]:
+    """What a tokenising stage declares to drop overlapping documents: nothing unless it is asked."""
+    return (DECONTAMINATE,) if spec.eval.decontaminate else ()
+
+
+def overlapping_units(ctx: Context) -> dict[str, set[str]]:
+    """The training units of this stage's subject that share an n-gram of at least
+    `eval.decontaminate` words with an eval item, by the kind of stage that holds them (`read` /
+    `dedup`: document ids; `chunk`: recordings; `rewrite` / `answer`: generated item ids). Empty
+    unless the stage declared the read."""
+    if tuple(DECONTAMINATE.split(".")) not in ctx.node.reads:
+        return {}
+    found: dict[str, set[str]] = {}
+    for folder in ctx.inputs_of("contamination"):
+        rows = Overlaps.read(folder)[1].filter(pl.col("longest") >= ctx.read(DECONTAMINATE))
+        for stage, unit in zip(rows["stage"].to_list(), rows["unit"].to_list()):
+            kind, subject = stage.split(":", 1)
+            if subject == ctx.subject:
+                found.setdefault(kind, set()).add(unit)
+    return found

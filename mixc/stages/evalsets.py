@@ -454,3 +454,28 @@ class EvalTextStage(Stage):
                                                        "text_size": lay.text.size}, indent=1) + "\n")
         stats.items_in, stats.items_out = len(texts) + sum(stats.dropped.values()), windows
         stats.counts["documents"] = len(texts)
+
+
+HELDOUT_PREFIX = "heldout/"  # the held-out set of a stream is named heldout/STREAM
+
+
+class EvalHeldoutStage(Stage):
+    """A stream's held-out sequences (packed like its training ones, `pack`'s `heldout/`) as `lm`
+    items: the whole sequence is scored where its loss mask is 1, as the training loss would be."""
+    kind, version, doc = "eval_heldout", 1, "held-out sequences of a training stream, to score"
+    reads = ("eval.heldout_sequences",)
+
+    def run(self, ctx: Context, stats: Stats) -> None:
+        from mixc.stages.pack import HELDOUT, PackedSequences
+
+        packed = PackedSequences.open(ctx.input_of("pack") / HELDOUT)
+        limit = ctx.read("eval.heldout_sequences")
+        rows = np.unique(np.linspace(0, packed.count - 1, min(limit, packed.count)).round().astype(int)) \
+            if packed.count else np.zeros(0, int)  # spread over the stream, not its first documents
+        with open(ctx.out / "items.jsonl", "w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps({"id": f"{ctx.subject}#{row}", "lineage": packed.lineage_of(row).tolist(),
+                                      "tokens": packed.tokens(row, row + 1)[0].tolist(),
+                                      "mask": packed.masks(row, row + 1)[0].tolist()}) + "\n")
+        (ctx.out / "eval.json").write_text(json.dumps({"kind": "lm", "items": len(rows), "voice": None}) + "\n")
+        stats.items_in, stats.items_out = packed.count, len(rows)

@@ -37,6 +37,7 @@ from mixc.plan import budget
 from mixc.plan.vocab import Layout, layout
 from mixc.stages.audio_tokens import AudioCodes
 from mixc.stages.base import Context, Stage, Stats
+from mixc.stages.contamination import DROP_REASON, decontaminate_reads, overlapping_units
 from mixc.stages.tokenizer import VocabFile, load_codec
 from mixc.stages.tokens import TokenWriter
 
@@ -116,7 +117,8 @@ class InterleaveStage(Stage):
     @classmethod
     def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]:
         """Stochastic sampling draws from the seed; deterministic sampling reads none."""
-        return cls.reads + (("seed",) if isinstance(spec.interleave.sampling, ir.Stochastic) else ())
+        seed = ("seed",) if isinstance(spec.interleave.sampling, ir.Stochastic) else ()
+        return cls.reads + seed + decontaminate_reads(spec)
 
     def fingerprint(self, ctx: Context, spec: ir.Spec) -> dict:
         """The number of draws: 1 for deterministic sampling (every draw is the same)."""
@@ -136,7 +138,7 @@ class InterleaveStage(Stage):
         texts = self._texts(tokenizer, chunks)
         writer = TokenWriter(ctx.out, vocab_from=tokenizer, with_mask=True, with_units=True)
         counted = {"switches": 0, "chunks": 0, "audio_tokens": 0, "text_tokens": 0}
-        groups = list(chunks.with_row_index("row").group_by("doc", maintain_order=True))
+        groups = self._kept(ctx, stats, list(chunks.with_row_index("row").group_by("doc", maintain_order=True)))
         seed = ctx.read("seed") if isinstance(cfg.sampling, ir.Stochastic) else 0
         for draw in range(draws):
             for (doc,), group in ctx.progress(groups, f"interleave {ctx.subject}", len(groups)):
@@ -153,6 +155,16 @@ class InterleaveStage(Stage):
                             switches_per_document=round(counted["switches"] / max(docs, 1), 3),
                             chunks_per_document=round(counted["chunks"] / max(docs, 1), 3))
         (ctx.out / "interleave.json").write_text(json.dumps(stats.counts, indent=2, sort_keys=True) + "\n")
+    @staticmethod
+    def _kept(ctx: Context, stats: Stats, groups: list) -> list:
+        """The documents (recording or generated item: `rec` or `path` of its chunks) that overlap no
+        eval set, when the spec decontaminates."""
+        units = overlapping_units(ctx)
+        recs, items = units.get("chunk", set()), units.get("rewrite", set()) | units.get("answer", set())
+        kept = [(k, g) for k, g in groups if g["rec"][0] not in recs and g["path"][0] not in items]
+        stats.drop(DROP_REASON, len(groups) - len(kept))
+        return kept
+
     @staticmethod
     def _texts(tokenizer, chunks: pl.DataFrame) -> list[np.ndarray]:
         codec = load_codec(tokenizer)

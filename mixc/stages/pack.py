@@ -14,31 +14,46 @@ Artifact (`PackWriter` writes it, `PackedSequences.open` reads it): `seqs.u32` (
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mixc import ir
 from mixc.plan.vocab import TextVocab
 from mixc.stages.base import Context, Stage, Stats
 from mixc.stages.tokenizer import VocabFile
 from mixc.stages.tokens import TokenStream
 
-SEQS, MASK, META = "seqs.u32", "mask.u8", "pack.json"
+SEQS, MASK, META, HELDOUT = "seqs.u32", "mask.u8", "pack.json", "heldout"
 
 CHUNK_TOKENS = 1 << 22
 
 
 @dataclass
-class _Carry:
-    """Tokens not yet in a full sequence, with the documents they belong to."""
+class _Segment:
+    """Tokens with the documents they belong to: what is fed to a sequence writer, and what is carried
+    until a sequence is full."""
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
     mask: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # may be < 0: a continued doc
     docs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     unit_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # lineage units, likewise
     unit_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def select(self, chosen: np.ndarray) -> _Segment:
+        """The chosen documents (a boolean per document) with their units, back to back."""
+        lengths = np.diff(np.append(self.starts, len(self.tokens)))
+        kept = lengths * chosen
+        moved = np.cumsum(kept) - kept  # each chosen document's new start
+        unit_doc = np.searchsorted(self.starts, self.unit_starts, side="right") - 1
+        keep = chosen[unit_doc]
+        unit_doc = unit_doc[keep]
+        take = np.repeat(chosen, lengths)
+        return _Segment(self.tokens[take], self.mask[take], moved[chosen], self.docs[chosen],
+                        self.unit_starts[keep] - self.starts[unit_doc] + moved[unit_doc], self.unit_ids[keep])
 
 
 def _running(starts: np.ndarray, ids: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,73 +193,112 @@ def _read(array: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.asarray(array[lo:hi])
 
 
-def _with_eos(stream: TokenStream, a: int, b: int, eos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Documents a..b-1 with EOS after each: tokens, mask, and each document's start."""
+def _segment(stream: TokenStream, a: int, b: int, eos: int) -> _Segment:
+    """Documents a..b-1 with EOS after each, with their ids and, for a stream that has them, their
+    lineage units at their positions once EOS follows each document."""
     base = stream.offsets[a]
     tokens = _read(stream.tokens, base, stream.offsets[b])
     mask = _read(stream.mask, base, stream.offsets[b]) if stream.mask is not None \
         else np.ones(len(tokens), np.uint8)
     ends = stream.offsets[a + 1: b + 1] - base
-    tokens = np.insert(tokens, ends, eos)
-    mask = np.insert(mask, ends, 1)
     starts = stream.offsets[a:b] - base + np.arange(b - a)
-    return tokens, mask, starts
+    segment = _Segment(np.insert(tokens, ends, eos), np.insert(mask, ends, 1), starts, stream.doc_ids[a:b])
+    if stream.units is not None and stream.unit_ids is not None:  # a stream has both or neither
+        lo, hi = np.searchsorted(stream.units, [stream.offsets[a], stream.offsets[b]], side="left")
+        if b == len(stream.offsets) - 1:
+            hi = len(stream.units)
+        at = stream.units[lo:hi]
+        doc = np.searchsorted(stream.offsets, at, side="right") - 1  # the document each unit is in
+        segment.unit_starts, segment.unit_ids = at - base + (doc - a), stream.unit_ids[lo:hi]
+    return segment
 
 
-def _units(offsets: np.ndarray, units: np.ndarray, ids: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """The lineage units (starts, ids) of documents a..b-1 at their positions once EOS follows each
-    document."""
-    lo, hi = np.searchsorted(units, [offsets[a], offsets[b]], side="left")
-    if b == len(offsets) - 1:
-        hi = len(units)
-    at = units[lo:hi]
-    doc = np.searchsorted(offsets, at, side="right") - 1  # the document each unit is in
-    return at - offsets[a] + (doc - a), ids[lo:hi]
+class _Lane:
+    """A sequence writer and the tokens it carries until the next sequence is full."""
+
+    def __init__(self, writer: PackWriter, units: bool):
+        self.writer, self.units, self.carry = writer, units, _Segment()
+
+    def feed(self, seg: _Segment) -> None:
+        carry, shift = self.carry, len(self.carry.tokens)
+        tokens = np.concatenate([carry.tokens, seg.tokens])
+        mask = np.concatenate([carry.mask, seg.mask])
+        starts = np.concatenate([carry.starts, seg.starts + shift])
+        docs = np.concatenate([carry.docs, seg.docs])
+        units = (np.concatenate([carry.unit_starts, seg.unit_starts + shift]),
+                 np.concatenate([carry.unit_ids, seg.unit_ids])) if self.units else None
+        used = self.writer.write(tokens, mask, starts, docs, units)
+        self.carry = _Segment(tokens[used:], mask[used:], *_running(starts, docs, used),
+                              *(_running(*units, used) if units else ()))
+
+    def finish(self, remainder: str, pad: int) -> dict[str, int]:
+        """Drops or pads the tokens left over, closes the writer; the counts of what it did."""
+        left, carry = len(self.carry.tokens), self.carry
+        if left and remainder == "pad":
+            fill = self.writer.seq_len - left
+            units = (carry.unit_starts, carry.unit_ids) if len(carry.unit_ids) else None
+            self.writer.write(np.concatenate([carry.tokens, np.full(fill, pad, np.uint32)]),
+                              np.concatenate([carry.mask, np.zeros(fill, np.uint8)]), carry.starts, carry.docs, units)
+        self.writer.close()
+        if not left:
+            return {}
+        return {"pad_tokens": self.writer.seq_len - left} if remainder == "pad" else {"dropped_tokens": left}
+
+
+def held_out(doc_ids: np.ndarray, share: float, seed: int, stream: str) -> np.ndarray:
+    """Which documents are held out of training: those whose hash of (seed, stream, document id)
+    falls below `share`; at least one (the lowest hash) when the stream has two documents or more.
+    Every pass (draw) over a document shares its id, so all of them are held out together."""
+    salt = int.from_bytes(hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest(), "little")
+    with np.errstate(over="ignore"):  # splitmix64: wrapping arithmetic is the point
+        x = doc_ids.astype(np.uint64) ^ np.uint64(salt)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    uniform = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    held = uniform < share
+    if not held.any() and len(np.unique(doc_ids)) > 1:
+        held = doc_ids == doc_ids[np.argmin(uniform)]
+    return held
 
 
 class PackStage(Stage):
+    """With `eval.heldout`, the held-out documents are packed the same way into `heldout/` (their
+    remainder padded, so every held-out token is scored) and never reach the training sequences."""
     kind, version, doc = "pack", 2, "fixed-length sequences"
     reads = ("pack",)
+
+    @classmethod
+    def declared_reads(cls, spec: ir.Spec) -> tuple[str, ...]:
+        return cls.reads + (("eval.heldout", "seed") if spec.eval.heldout else ())
 
     def run(self, ctx: Context, stats: Stats) -> None:
         source = ctx.inputs[ctx.node.inputs[0]]
         stream = TokenStream.open(source)
         eos, pad = stream.vocab.eos, stream.vocab.pad
-        writer = PackWriter(ctx.out, ctx.read("pack.seq_len"), vocab_from=source)
-        carry = _Carry()
+        seq_len, units = ctx.read("pack.seq_len"), stream.units is not None
+        train = _Lane(PackWriter(ctx.out, seq_len, vocab_from=source), units)
+        share = ctx.read("eval.heldout") if ("eval", "heldout") in ctx.node.reads else 0.0
+        held, heldout = None, None
+        if share:
+            held = held_out(stream.doc_ids, share, ctx.read("seed"), ctx.subject)
+            (ctx.out / HELDOUT).mkdir()
+            heldout = _Lane(PackWriter(ctx.out / HELDOUT, seq_len, vocab_from=source), units)
         ranges = _doc_ranges(stream.offsets)
         for a, b in ctx.progress(ranges, f"pack {ctx.subject}", len(ranges)):
-            tokens, mask, starts = _with_eos(stream, a, b, eos)
-            shift = len(carry.tokens)
-            tokens = np.concatenate([carry.tokens, tokens])
-            mask = np.concatenate([carry.mask, mask])
-            starts = np.concatenate([carry.starts, starts + shift])
-            docs = np.concatenate([carry.docs, stream.doc_ids[a:b]])
-            units = None
-            if stream.units is not None and stream.unit_ids is not None:  # a stream has both or neither
-                unit_starts, unit_ids = _units(stream.offsets, stream.units, stream.unit_ids, a, b)
-                units = (np.concatenate([carry.unit_starts, unit_starts + shift]),
-                         np.concatenate([carry.unit_ids, unit_ids]))
-            used = writer.write(tokens, mask, starts, docs, units)
-            carry = _Carry(tokens[used:], mask[used:], *_running(starts, docs, used),
-                           *(_running(*units, used) if units else ()))
-        self._remainder(ctx, stats, writer, carry, pad)
-        writer.close()
+            seg = _segment(stream, a, b, eos)
+            if held is None or heldout is None or not held[a:b].any():
+                train.feed(seg)
+                continue
+            train.feed(seg.select(~held[a:b]))
+            heldout.feed(seg.select(held[a:b]))
+        counts = train.finish(ctx.read("pack.remainder"), pad)
+        stats.drop("remainder tokens", counts.get("dropped_tokens", 0))
+        stats.counts.update(counts)
+        if held is not None and heldout is not None:
+            heldout.finish("pad", pad)
+            stats.counts.update(heldout_documents=int(held.sum()), heldout_sequences=heldout.writer.count)
         stats.items_in = len(stream.doc_ids)
-        stats.items_out = writer.count
+        stats.items_out = train.writer.count
         stats.counts["tokens"] = int(stream.offsets[-1]) + len(stream.doc_ids)
-
-    @staticmethod
-    def _remainder(ctx: Context, stats: Stats, writer: PackWriter, carry: _Carry, pad: int) -> None:
-        left = len(carry.tokens)
-        if not left:
-            return
-        if ctx.read("pack.remainder") == "drop":
-            stats.drop("remainder tokens", left)
-            stats.counts["dropped_tokens"] = left
-            return
-        fill = writer.seq_len - left
-        units = (carry.unit_starts, carry.unit_ids) if len(carry.unit_ids) else None
-        writer.write(np.concatenate([carry.tokens, np.full(fill, pad, np.uint32)]),
-                     np.concatenate([carry.mask, np.zeros(fill, np.uint8)]), carry.starts, carry.docs, units)
-        stats.counts["pad_tokens"] = fill

@@ -19,6 +19,7 @@ import numpy as np
 
 from mixc.plan.vocab import TextVocab
 from mixc.stages.base import Context, Stage, Stats, process_pool
+from mixc.stages.contamination import DROP_REASON, decontaminate_reads, overlapping_units
 from mixc.stages.text import Documents
 from mixc.stages.tokenizer import Codec, VocabFile, load_codec
 
@@ -98,9 +99,14 @@ def _encode(item: tuple[list[int], list[str]]) -> tuple[list[int], list[np.ndarr
     return ids, [np.asarray(x, dtype=np.uint32) for x in _codec.encode_batch(texts)]
 
 
-def _batches(folder: Path, size: int) -> Iterator[tuple[list[int], list[str]]]:
+def _batches(folder: Path, size: int,
+             drop: frozenset[int] | set[int] = frozenset()) -> Iterator[tuple[list[int], list[str]]]:
+    """The documents in batches of `size`, less the ids in `drop`."""
     for batch in Documents.batches(folder):
         ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        if drop:
+            kept = [i for i, d in enumerate(ids) if d not in drop]
+            ids, texts = [ids[i] for i in kept], [texts[i] for i in kept]
         for i in range(0, len(ids), size):
             yield ids[i:i + size], texts[i:i + size]
 
@@ -116,20 +122,26 @@ class TokenizeStage(Stage):
     kind, version, doc = "tokenize", 2, "text tokens"
     batch_docs = 256
 
+    @classmethod
+    def declared_reads(cls, spec) -> tuple[str, ...]:
+        return cls.reads + decontaminate_reads(spec)
+
     def run(self, ctx: Context, stats: Stats) -> None:
         docs = (ctx.inputs_of("dedup") or ctx.inputs_of("read"))[0]
         tokenizer = ctx.inputs_of("train_bpe", "load_text_tokenizer")[0]
+        drop = {int(u) for kind, units in overlapping_units(ctx).items() for u in units if kind in ("read", "dedup")}
         writer = TokenWriter(ctx.out, vocab_from=tokenizer)
         total = Documents.count(docs)
         progress = ctx.progress(range(total), f"tokenize {ctx.subject}", total)
         with self._encoder(ctx.workers, tokenizer) as encode:
-            for window in _windows(_batches(docs, self.batch_docs), 4 * ctx.workers):
+            for window in _windows(_batches(docs, self.batch_docs, drop), 4 * ctx.workers):
                 for ids, arrays in encode(window):
                     for doc_id, array in zip(ids, arrays):
                         writer.add(doc_id, array)
                         next(progress, None)
         writer.close()
-        stats.items_in = stats.items_out = total
+        stats.items_in, stats.items_out = total, len(writer.doc_ids)
+        stats.drop(DROP_REASON, total - len(writer.doc_ids))
         stats.counts["tokens"] = writer.offsets[-1]
 
     @staticmethod

@@ -65,3 +65,20 @@ def test_lm_items_score_their_windows_perplexity(model):
     summary = summarise("lm", scores)
     assert summary["tokens"] == 6 and summary["nll"] == pytest.approx((scores[0].nll + scores[1].nll) / 6)
     assert summary["ppl"] == pytest.approx(m.exp(summary["nll"]))
+
+
+def test_held_out_sequences_are_scored_where_their_loss_mask_is_and_text_apart(model):
+    from runtime.evaluate import score_item, summarise
+
+    tokens, mask = [5, 40, 41, 9, 11, 50, 0, 0], [1, 0, 0, 1, 1, 1, 0, 0]  # audio ids 40+ masked; PAD at the end
+    item = {"id": "web#3", "tokens": tokens, "mask": mask}
+    score = score_item(model, "lm", item, 32, "cpu")
+    ids = torch.tensor([tokens])
+    logp = torch.log_softmax(model(ids).float(), -1)[0].double()
+    per_token = [float(logp[j - 1, tokens[j]]) for j in range(1, len(tokens))]
+    scored = [j for j in range(1, len(tokens)) if mask[j]]
+    assert score.tokens == 3 and score.nll == pytest.approx(-sum(per_token[j - 1] for j in scored), abs=1e-5)
+    text = [j for j in scored if tokens[j] < 32]  # 9 and 11; 50 is an audio id
+    assert score.text_tokens == 2 and score.text_nll == pytest.approx(-sum(per_token[j - 1] for j in text), abs=1e-5)
+    summary = summarise("lm", [score])
+    assert summary["text_ppl"] == pytest.approx(math.exp(score.text_nll / 2))

@@ -88,6 +88,8 @@ mixture {
 budget { steps = 4 }
 train { batch = 2 }
 eval {
+  heldout = 10%
+  heldout_sequences = 4
   set qa : sqa {
     files = "data/eval/factbook_qa.jsonl"
     limit = 12

@@ -131,3 +131,26 @@ def test_stage_writes_a_masked_token_stream_with_chunk_lineage(tmp_path, samplin
     assert (stream.mask[audio_ids] == 0).all() and (stream.mask[~audio_ids] == 1).all()
     if sampling == "deterministic":
         assert stats.counts["switches_per_document"] == pytest.approx((3 + 0 + 6) / 3)
+
+
+def test_decontaminate_drops_the_recordings_whose_transcript_overlaps_an_eval_item(tmp_path):
+    """Overlaps at or above `decontaminate` words drop the whole recording; shorter ones, and
+    another leaf's, do not."""
+    from mixc.stages.contamination import DROP_REASON
+
+    text = SPEC.format(sampling="deterministic", tokens=10_000) + \
+        'eval {\n  decontaminate = 8\n  set qa : mc { files = "q.jsonl" }\n}\n'
+    spec = spec_of(tmp_path, text)
+    encoded(tmp_path / "enc", [4, 1, 7])
+    tokenizer(tmp_path / "tok")
+    found = tmp_path / "contamination"
+    found.mkdir()
+    (found / "contamination.json").write_text("{}")
+    pl.DataFrame({"item": ["q1", "q2", "q3"], "question": ["", "", ""], "stage": ["chunk:web", "chunk:web", "dedup:t"],
+                  "unit": [f"{2:032x}", f"{3:032x}", "0"], "longest": [9, 7, 13], "ngram": ["", "", ""]}
+                 ).write_parquet(found / "overlaps.parquet")
+    out, stats = run_stage(tmp_path, spec, "interleave:web", {"encode:web": tmp_path / "enc",
+                                                              "train_bpe:text": tmp_path / "tok",
+                                                              "contamination:qa": found})
+    assert TokenStream.open(out).doc_ids.tolist() == [0, 2]  # recording 2 (document 1) overlaps at 9 words
+    assert stats.dropped == {DROP_REASON: 1}

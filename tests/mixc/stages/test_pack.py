@@ -113,3 +113,61 @@ def test_lineage_units_are_every_chunk_a_sequence_holds(tmp_path_factory, docs, 
         ends = [s for s, _, _ in spans[1:]] + [10 ** 9]
         want = [u for (s, _, u), e in zip(spans, ends) if s < hi and e > lo]
         assert flat[idx[i]:idx[i + 1]].tolist() == want
+
+
+HELDOUT_SPEC = SPEC + "eval {{ heldout = {share}% }}\n"
+
+
+def chunked_stream(folder, docs, ids):
+    """A token stream whose documents (ids `ids`) are runs of chunks, each chunk a lineage unit."""
+    token_stream(folder, [[t for chunk in doc for t in chunk] for doc in docs])
+    np.save(folder / "doc_ids.npy", np.asarray(ids, np.int64))
+    sizes = [len(chunk) for doc in docs for chunk in doc]
+    np.save(folder / "units.npy", np.cumsum([0] + sizes)[:-1].astype(np.int64))
+    np.save(folder / "unit_ids.npy", np.asarray([1000 * d + k for d, doc in zip(ids, docs) for k in range(len(doc))],
+                                                np.int64))
+
+
+def packed_rows(folder):
+    packed = PackedSequences.open(folder)
+    rows = range(packed.count)
+    return (packed.tokens(0, packed.count).tolist(), packed.masks(0, packed.count).tolist(),
+            [packed.boundaries_of(i).tolist() for i in rows], [packed.lineage_of(i).tolist() for i in rows])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.lists(st.lists(st.integers(2, 49), min_size=1, max_size=5), min_size=1, max_size=4),
+                min_size=2, max_size=12), st.integers(1, 11), st.sampled_from([10, 30, 50]))
+def test_held_out_documents_are_packed_apart_exactly_as_if_alone(tmp_path_factory, docs, seq_len, share):
+    """Holding documents out = packing the kept ones alone for training and the held ones alone
+    (padded) for evaluation: tokens, masks, boundaries and chunk lineage."""
+    from mixc.stages.pack import HELDOUT, held_out
+
+    root = tmp_path_factory.mktemp("held")
+    ids = list(range(100, 100 + len(docs)))
+    spec = spec_of(root, HELDOUT_SPEC.format(seq_len=seq_len, remainder="drop", share=share))
+    chunked_stream(root / "tok", docs, ids)
+    out, stats = run_stage(root, spec, "pack:s", {"tokenize:s": root / "tok"})
+    held = held_out(np.asarray(ids), share / 100, 0, "s")
+    assert held.any() and stats.counts["heldout_documents"] == held.sum()
+    for name, chosen, remainder in (("kept", ~held, "drop"), ("held", held, "pad")):
+        alone = tmp_path_factory.mktemp(name)
+        part = [d for d, c in zip(docs, chosen) if c]
+        if not part:
+            continue
+        chunked_stream(alone / "tok", part, [i for i, c in zip(ids, chosen) if c])
+        want, _ = run_stage(alone, spec_of(alone, SPEC.format(seq_len=seq_len, remainder=remainder)), "pack:s",
+                            {"tokenize:s": alone / "tok"})
+        assert packed_rows(out / HELDOUT if name == "held" else out) == packed_rows(want)
+
+
+def test_the_held_out_choice_is_seeded_per_stream_and_keeps_every_pass_of_a_document_together():
+    from mixc.stages.pack import held_out
+
+    ids = np.repeat(np.arange(2000), 2)  # two draws of each document
+    held = held_out(ids, 0.1, 7, "web")
+    assert 0.08 < held.mean() < 0.12
+    assert (held[0::2] == held[1::2]).all()
+    assert (held == held_out(ids, 0.1, 7, "web")).all()
+    assert (held != held_out(ids, 0.1, 8, "web")).any() and (held != held_out(ids, 0.1, 7, "books")).any()
+    assert held_out(np.arange(3), 0.001, 0, "tiny").sum() == 1  # at least one document
