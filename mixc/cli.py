@@ -14,7 +14,18 @@ import click
 
 from mixc import __version__
 
-SPEC = click.Path(exists=True, dir_okay=False, path_type=str)
+
+class SpecPath(click.Path):
+    """A spec file, or `FILE@POINT`: a point of the file's grid."""
+
+    def convert(self, value, param, ctx):
+        from mixc.lang.grid import POINT_AT, split_point
+        file, point = split_point(value)
+        checked = super().convert(file, param, ctx)
+        return f"{checked}{POINT_AT}{point}" if point is not None else checked
+
+
+SPEC = SpecPath(exists=True, dir_okay=False, path_type=str)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
                       help="text for people, json for editors and CI")
 NO_SIZES = click.option("--no-sizes", is_flag=True,
@@ -230,15 +241,27 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
                    "[default: runs/RUN-NAME beside the plan]")
 @click.option("--max-duration", default=None,
               help="stop early, in Composer's units: 20ba (batches), 1ep; default: the plan's steps")
-def train(plan_file: Path, run_dir: Path | None, max_duration: str | None) -> None:
+@click.option("--seed", type=int, default=None,
+              help="the training seed (initial weights, data order) [default: the spec's]: another replicate "
+                   "of the same shards")
+@click.option("--mlflow", "mlflow_uri", default=None,
+              help="also log to MLflow at this tracking URI (http://host:5000, sqlite:///mlflow.db)")
+@click.option("--mlflow-experiment", default=None, help="the MLflow experiment [default: mixc]")
+@click.option("--mlflow-run", default=None, help="the MLflow run name (a resumed run continues it)")
+@click.option("--mlflow-params", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="a JSON object of parameters to log with the run")
+def train(plan_file: Path, run_dir: Path | None, max_duration: str | None, seed: int | None, mlflow_uri: str | None,
+          mlflow_experiment: str | None, mlflow_run: str | None, mlflow_params: Path | None) -> None:
     """Pretrain the SpeechLM on a compiled plan with Composer (one CPU, or GPUs via the launcher).
 
     Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
     estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
     GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`.
     """
+    from runtime.tracking import Tracking
     from runtime.train import train as run_training
-    run_training(plan_file, run_dir=run_dir, max_duration=max_duration)
+    tracking = Tracking.of(mlflow_uri, mlflow_experiment, mlflow_run, mlflow_params)
+    run_training(plan_file, run_dir=run_dir, max_duration=max_duration, seed=seed, tracking=tracking)
 
 
 @cli.command("eval")
@@ -262,6 +285,85 @@ def eval_(target: Path, plan_file: Path | None, device: str | None) -> None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in r["summary"].items())
         click.echo(f"{name} ({r['kind']}): {shown}")
     click.echo(f"eval.json, report.md and plots in {run_dir}")
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, type=SPEC)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the experiment's folder [default: experiments/BASE-NAME]; rerun the command to resume")
+@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True,
+              help="training runs per point: the spec's seed, +1, ... (the data is compiled once)")
+@click.option("--parallel", type=click.IntRange(1), default=None,
+              help="runs at a time [default: one per GPU; on CPU, 1]")
+@click.option("--max-duration", default=None, help="train each run this long instead of its plan's steps (20ba)")
+@click.option("--tracking-uri", default=None,
+              help="an MLflow tracking URI (http://host:5000, sqlite:///mlflow.db) [default: DIR/mlflow.db]")
+@click.option("--dry-run", is_flag=True, help="print the points and their cost, run nothing")
+@click.option("--report", "report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="redraw results.md, results.parquet and the plots of this experiment folder; run nothing")
+@CACHE_DIR
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="compile worker processes")
+@NO_SIZES
+def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int | None, max_duration: str | None,
+           tracking_uri: str | None, dry_run: bool, report_dir: Path | None, cache_dir: Path | None, workers: int,
+           no_sizes: bool) -> None:
+    """Run ablations end to end: BASE.mix ABLATION.mix... or one GRID.mix.
+
+    Every point (the base, each ablation, or each point of the base's `grid`) is checked, then
+    `mixc ablate` prints what will be shared and what is new: stages in the cache, stages the points
+    share (built once), stages each point needs alone, and the hours expected. Then it compiles
+    every point into one cache, trains each point once per seed (in parallel up to --parallel), and
+    scores each run on the spec's eval sets. Every run is tracked with MLflow (parameters: the
+    point's diff against the base). DIR/results.md and DIR/results.parquet give each metric's mean
+    and 95% interval over seeds and the paired difference to the base; DIR/results.png and
+    DIR/loss.png plot them. Rerunning the command resumes: nothing finished is redone.
+    """
+    from mixc.build.cache import Cache, default_root
+    from mixc.experiments import cost, results
+    from mixc.experiments.points import PointsError, resolve
+    from mixc.experiments.runner import Experiment, MlflowStore
+    from mixc.lang.diagnostics import render_all
+    if report_dir is not None:
+        table = results.write(report_dir)
+        click.echo(f"{report_dir / 'results.md'}: {table['point'].n_unique()} points, {len(table)} rows")
+        return
+    if not specs:
+        raise click.UsageError("give BASE.mix and its ablations, or a spec with a grid (or --report DIR)")
+    try:
+        points = resolve(specs, not no_sizes)
+    except PointsError as exc:
+        if exc.diagnostics:
+            click.echo(render_all(exc.diagnostics, exc.texts))
+            sys.exit(1)
+        raise
+    base = points[0].low
+    out = out or Path("experiments") / Path(specs[0].split("@")[0]).stem
+    device = "gpu" if _gpus() else "cpu"
+    parallel = parallel or max(1, _gpus())
+    uri = tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    experiment = Experiment(out, points, seeds, MlflowStore(uri, out.resolve().name))
+    cache = Cache(cache_dir or default_root(base.root))
+    for point in points:
+        click.echo(f"  {point.name:<28} {point.summary()}")
+    click.echo(cost.render(cost.estimate(points, cache, experiment.pending(), out), device))
+    if dry_run:
+        return
+    experiment.claim()
+    try:
+        plans = experiment.compile(cache, workers, click.echo)
+    except PointsError as exc:
+        click.echo(f"{exc}\n" + render_all(exc.diagnostics, exc.texts))
+        sys.exit(1)
+    try:
+        experiment.train(plans, parallel, device, max_duration, click.echo)
+    finally:
+        table = results.write(out)
+        click.echo(f"results: {out / 'results.md'} ({table['point'].n_unique()} points with finished runs)")
+
+
+def _gpus() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @cli.command("demo-data")
@@ -315,7 +417,7 @@ def _spec_files(paths: tuple[str, ...]) -> list[str]:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.argument("paths", nargs=-1, required=True, type=SpecPath(exists=True, path_type=str))
 @click.option("--check", "check_only", is_flag=True, help="change nothing; exit 1 if any file is not formatted")
 @click.option("--diff", "show_diff", is_flag=True, help="print a unified diff instead of writing")
 @click.option("--stdout", is_flag=True, help="print the formatted text instead of writing")

@@ -14,6 +14,8 @@ runtime loader reads the same shards about 2x faster than a default StreamingDat
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -33,21 +35,46 @@ def build_streams(plan: TrainingPlan, plan_dir: Path) -> list[Stream]:
     return [Stream(local=str((plan_dir / s.path).resolve()), choose=s.choose) for s in plan.streams]
 
 
+def private_view(plan: TrainingPlan, plan_dir: Path, folder: Path) -> Path:
+    """A folder that looks like the plan's: each stream a folder of links to its files. Streaming
+    refuses a local folder another job on this machine is reading, and decompresses shards into the
+    folder it reads: a view lets a second run of the same plan read the same shards at once."""
+    for stream in plan.streams:
+        source, view = (plan_dir / stream.path).resolve(), folder / stream.path
+        view.mkdir(parents=True, exist_ok=True)
+        for file in source.iterdir():
+            link = view / file.name
+            if file.is_file() and not file.name.endswith(".tmp") and not link.exists():
+                link.symlink_to(file)
+    return folder
+
+
 def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
-                  predownload: int | None = None) -> StreamingDataset:
+                  predownload: int | None = None, view: Path | None = None) -> StreamingDataset:
     """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
 
     The order is a function of the seed, the epoch and the node count (num_canonical_nodes defaults
     to it), not of the processes per node or the loader workers: reruns, resumed runs and runs with
-    more processes on a machine see the same global batches in the same order.
+    more processes on a machine see the same global batches in the same order. When another job on
+    this machine reads the same streams, this one reads them through a `private_view` in `view`.
     """
     drawn = sum(s.choose for s in plan.streams)
     if drawn != plan.epoch_samples:
         raise DataError(f"plan.json's streams draw {drawn} sequences per epoch but its epoch_samples is "
                         f"{plan.epoch_samples}", f"the plan was edited or is damaged; {RECOMPILE}")
-    return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
-                            shuffle=True, shuffle_seed=plan.seed,
-                            predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
+    for _ in range(3):
+        try:
+            return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
+                                    shuffle=True, shuffle_seed=plan.seed,
+                                    predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
+        except FileExistsError:  # two jobs registered the same shared-memory name at once: Streaming's race
+            time.sleep(0.2 + random.random())
+        except ValueError as err:
+            if view is None or "Reused local directory" not in str(err) or plan_dir == view:
+                raise
+            plan_dir = private_view(plan, plan_dir, view)
+    raise DataError("Streaming could not register this job's shared memory (other jobs kept taking its names)",
+                    "start the jobs a few seconds apart")
 
 
 def collate(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:

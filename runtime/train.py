@@ -49,6 +49,7 @@ from runtime.data import build_dataset, build_loader, release
 from runtime.evaluate import EvalCallback, write_run_report
 from runtime.model import build_model, flops_per_token
 from runtime.monitor import MetricsLog, last_logged_loss, peak_flops
+from runtime.tracking import Tracking
 from runtime.verify import ShardMismatch, verify_plan, verify_shards
 
 FSDP_AUTO_PARAMS = 1_000_000_000  # "auto" shards models this large; below, DDP's replicas fit and are faster
@@ -210,7 +211,8 @@ def latest_checkpoint(save_folder: Path) -> Path | None:
 
 
 def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str, max_duration: str | int | None,
-                  callbacks: Sequence[Callback], num_workers: int) -> tuple[Trainer, StreamingDataset]:
+                  callbacks: Sequence[Callback], num_workers: int,
+                  tracking: Tracking | None = None) -> tuple[Trainer, StreamingDataset]:
     """The Composer Trainer for a verified plan (autoresuming from run_dir/checkpoints), and the
     dataset it reads, which the caller releases when done."""
     name = run_name(plan, plan_dir)
@@ -224,7 +226,7 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
     say(f"{plan.model.backbone or plan.model.preset} ({n_params / 1e6:,.1f}M parameters) | "
         f"{dist.get_world_size()} x {device}, {precision}, {strategy} | "
         f"batch {plan.trainer.global_batch} x {plan.seq_len} tokens | run {name} in {run_dir}")
-    dataset = build_dataset(plan, plan_dir, per_device)
+    dataset = build_dataset(plan, plan_dir, per_device, view=run_dir / "streams")
     monitor = MetricsLog(run_dir / "metrics.jsonl", plan.trainer.log_every, flops_per_token(net, plan.seq_len),
                          peak_flops(device, precision))
     clipping = [GradientClipping(clipping_type="norm", clipping_threshold=plan.trainer.grad_clip)]
@@ -253,19 +255,25 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
         seed=plan.seed,
         progress_bar=False,
         log_to_console=False,
+        loggers=[tracking.logger()] if tracking else [],
     )
+    if tracking:
+        trainer.logger.log_hyperparameters({"seed": plan.seed, "ir_hash": plan.ir_hash, **tracking.params})
     return trainer, dataset
 
 
 def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration: str | int | None = None,
           device: str | None = None, *, callbacks: Sequence[Callback] = (),
-          num_workers: int | None = None) -> TrainResult:
+          num_workers: int | None = None, seed: int | None = None, tracking: Tracking | None = None) -> TrainResult:
     """Train (or resume training) the plan's model on the plan's shards; see the module docstring.
 
     run_dir: checkpoints/ and metrics.jsonl go here (default: runs/<run name> beside plan.json).
     max_duration: stop earlier or later than the plan's `trainer.steps` ("20ba", "1ep", 20).
     device: "cpu" or "gpu" (default: gpu when available). callbacks: extra Composer callbacks.
     num_workers: loader worker processes per device (default: 0 on CPU, 4 on GPU).
+    seed: the training seed (initial weights, data order) instead of the plan's: another replicate of
+    the same compiled data; the run folder's plan.json records it (resume with the same seed).
+    tracking: log parameters and metrics to MLflow as well (`runtime.tracking`).
     Raises ShardMismatch (before anything is built or written) when the shards are not mix.lock's, and
     RunDirConflict when run_dir holds another plan's run.
     """
@@ -276,10 +284,13 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
         dist.initialize_dist(device)  # before Streaming, which would otherwise make its own group
     plan = read_checked_plan(plan_path)
     say(f"plan {plan_path}: shards match mix.lock")
+    if seed is not None:
+        plan = plan.model_copy(update={"seed": seed})
     run_dir = Path(run_dir).resolve() if run_dir else plan_path.parent / "runs" / run_name(plan, plan_path.parent)
     claim_run_dir(run_dir, plan, plan_path)
     workers = num_workers if num_workers is not None else (4 if device == "gpu" else 0)
-    trainer, dataset = build_trainer(plan, plan_path.parent, run_dir, device, max_duration, callbacks, workers)
+    trainer, dataset = build_trainer(plan, plan_path.parent, run_dir, device, max_duration, callbacks, workers,
+                                     tracking)
     checkpoints = run_dir / "checkpoints"
     if int(trainer.state.timestamp.batch):
         say(f"resuming from step {int(trainer.state.timestamp.batch)} ({latest_checkpoint(checkpoints)})")

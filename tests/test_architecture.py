@@ -18,7 +18,8 @@ LAYERS = (
     ("backends", ("mixc.backends", "mixc.audio_tokenizer")),
     ("stages", ("mixc.stages",)),
     ("building", ("mixc.build",)),
-    ("cli", ("mixc.cli",)),
+    ("experiments", ("mixc.experiments",)),
+    ("cli", ("mixc.cli", "mixc.__main__")),
 )
 DEMO = "mixc.demo"  # a side branch: the demo's inputs; only the CLI uses it
 WORKERS = "mixc.workers"  # scripts run in a backend's own environment: they import nothing of mixc

@@ -33,6 +33,9 @@ GROUPS = [
     ("mixture_", "Mixture",
      "The mixture tree: missing mixture, non-entries inside it, shares that do not add up to 100% or are 0%, leaves "
      "that appear twice and groups named like a source."),
+    ("grid_", "Grids",
+     "The shape of a `grid` (axes of named points), where it may appear, and a point's overrides, checked at every "
+     "point."),
     ("check_", "Semantic checks",
      "Checks on the complete IR: value ranges, repeat caps, sampling probability, backend requirements, tokenizer "
      "training data, the budget, files on disk and sources left out of the mixture."),
@@ -42,6 +45,7 @@ HELPER_NOTES = {
     "extends_cycle_a": ("extends_cycle_b.mix", "The other half of the cycle"),
     "extends_multiple": ("base_ok.mix", "The base it names"),
     "extends_placement": ("base_ok.mix", "The base it names"),
+    "grid_placement": ("grid_base.mix", "The base it names"),
 }
 
 

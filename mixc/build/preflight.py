@@ -10,12 +10,14 @@ on top of the language's, and `mixc compile` runs before its first stage, so the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from mixc import ir
 from mixc.build.execute import StageFailed, declared, error_field
 from mixc.errors import MissingWeights
 from mixc.lang.check import check_file
 from mixc.lang.diagnostics import Diagnostic, Severity, error, sort_key
+from mixc.lang.grid import POINT_AT, split_point
 from mixc.lang.lower import Lowered
 from mixc.plan import budget
 from mixc.plan.dag import StageGraph, subject_block
@@ -65,11 +67,25 @@ def needs_sizes(spec: ir.Spec) -> bool:
 
 def check_spec(path: str, with_sizes: bool = True) -> tuple[Lowered, list[Diagnostic]]:
     """Everything `mixc check` reports: the language's checks and, on a spec they find no error in,
-    the budget against the data found (when a repeat cap makes it matter) and the preflight."""
+    the budget against the data found (when a repeat cap makes it matter) and the preflight. A file
+    with a grid is checked at every point too; what only a point has carries a note naming it."""
+    low, diags = _check_one(path, with_sizes)
+    where: dict[Diagnostic, list[str]] = {}  # what only points have -> the points that have it
+    for name in low.grid_points if split_point(path)[1] is None else ():
+        for d in _check_one(f"{path}{POINT_AT}{name}", with_sizes)[1]:
+            if d not in diags:
+                where.setdefault(d, []).append(name)
+    for d, names in where.items():
+        shown = ", ".join(f"{path}{POINT_AT}{n}" for n in names)
+        diags.append(replace(d, notes=d.notes + ((f"at grid point{'s' * (len(names) > 1)} {shown}", None),)))
+    return low, sorted(diags, key=sort_key)
+
+
+def _check_one(path: str, with_sizes: bool) -> tuple[Lowered, list[Diagnostic]]:
     low, diags = check_file(path)
     if low.ok and not any(d.severity is Severity.ERROR for d in diags):
         spec = low.spec
         if with_sizes and needs_sizes(spec):
             diags += feasibility(low, estimate(spec, low.root))
         diags += preflight(low, graph(spec))
-    return low, sorted(diags, key=sort_key)
+    return low, diags

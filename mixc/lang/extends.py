@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mixc import ir
-from mixc.lang import schema
+from mixc.lang import grid, schema
 from mixc.lang.diagnostics import Diagnostic, Sources, Span, SpecError, error
-from mixc.lang.syntax import Block, BodyItem, Extends, Field, Item, MixEntry, decode, parse
+from mixc.lang.syntax import Block, BodyItem, Extends, Field, Item, MixEntry, decode, head_span, parse
 from mixc.lang.workspace import workspace_root
 
 
@@ -24,6 +24,7 @@ class SpecLoader:
         self.texts = Sources()
         self.diags: list[Diagnostic] = []
         self.files: list[str] = []
+        self.grid: Block | None = None  # the entry file's `grid` block
 
     def load(self, display: str, stack: tuple[Path, ...], via: Span | None) -> list[BodyItem] | None:
         path = Path(display)
@@ -48,7 +49,8 @@ class SpecLoader:
             return None
         self.texts.add(display, spec.text)
         self.files.append(display)
-        own = [i for i in spec.items if not isinstance(i, Extends)]
+        own, grids = grid.take_grid([i for i in spec.items if not isinstance(i, Extends)])
+        self._keep_grid(grids, via)
         parents = [i for i in spec.items if isinstance(i, Extends)]
         self.diags.extend(_placement(spec.items))
         self.diags.extend(duplicates(own, ir.Spec))
@@ -60,6 +62,42 @@ class SpecLoader:
         if base is None:
             return None
         return merge(base, own, ir.Spec)
+
+    def _keep_grid(self, grids: list[Block], via: Span | None) -> None:
+        for extra in grids[1:]:
+            self.diags.append(error("name.duplicate", "duplicate block 'grid'", extra.header,
+                                    "a file declares one grid; give it more axes", (("first defined here",
+                                                                                     grids[0].header),)))
+        if grids and via is not None:
+            self.diags.append(error("grid.placement", "a grid belongs to the file that is run, not to a spec it "
+                                    "extends", grids[0].header, "move the grid into the file that extends this one"))
+        elif grids:
+            self.grid = grids[0]
+
+    def points(self) -> list[grid.GridPoint]:
+        """The entry file's grid points (none without a grid); the grid's shape errors join the
+        diagnostics."""
+        if self.grid is None:
+            return []
+        grid_axes, diags = grid.axes(self.grid)
+        self.diags.extend(diags)
+        return grid.points(grid_axes) if not diags else []
+
+    def at_point(self, items: list[BodyItem], name: str, found: list[grid.GridPoint]) -> list[BodyItem] | None:
+        """The spec at one of the grid's points (`found`): its overrides merged over `items`, axis by axis."""
+        point = next((p for p in found if p.name == name), None)
+        if point is None:
+            if self.grid is not None and not found:
+                return None  # the grid's own errors say why
+            known = [p.name for p in found]
+            self.diags.append(error("grid.point", f"no grid point '{name}' in {self.files[0]}",
+                                    self.grid.header if self.grid else None,
+                                    f"its points: {', '.join(known)}" if known else "this file declares no grid"))
+            return None
+        for overrides in point.overrides:
+            self.diags.extend(duplicates(list(overrides), ir.Spec))
+            items = merge(items, list(overrides), ir.Spec)
+        return items
 
 
 def _placement(items: tuple[Item, ...]) -> list[Diagnostic]:
@@ -139,16 +177,6 @@ def _describe_item(item: Item) -> str:
     if isinstance(item, Block):
         return f"{item.name.value} '{item.label.value}'" if item.label else f"block '{item.name.value}'"
     return "item"
-
-
-def head_span(item: Item) -> Span:
-    if isinstance(item, Field):
-        return item.name.span
-    if isinstance(item, Block):
-        return item.header
-    if isinstance(item, MixEntry):
-        return item.name.span
-    return item.span
 
 
 def merge(base: list[BodyItem], child: list[BodyItem], model: type[BaseModel] | None) -> list[BodyItem]:

@@ -22,8 +22,9 @@ from mixc.errors import SPEC, MixcError
 from mixc.ir import IrPath
 from mixc.lang import schema, units
 from mixc.lang.diagnostics import Diagnostic, Severity, Sources, Span, error
-from mixc.lang.extends import SpecLoader, head_span
-from mixc.lang.syntax import Block, BodyItem, Call, Field, ListValue, MixEntry, Name, Quantity, String, Value
+from mixc.lang.extends import SpecLoader
+from mixc.lang.grid import split_point
+from mixc.lang.syntax import Block, BodyItem, Call, Field, ListValue, MixEntry, Name, Quantity, String, Value, head_span
 
 MIXABLE = ("audio", "text", "krist", "quest")
 
@@ -62,6 +63,7 @@ class Lowered:
     file_uses: list[FileUse] = field(default_factory=list)
     failed_names: set[str] = field(default_factory=set)
     failed_paths: set[IrPath] = field(default_factory=set)
+    grid_points: tuple[str, ...] = ()  # the names of the entry file's grid points (`FILE@POINT`)
 
     @property
     def spec(self) -> _IrSpec:
@@ -531,13 +533,17 @@ def lower_items(items: list[BodyItem], loader: SpecLoader) -> tuple[ir.Spec | No
 
 
 def load(path: str | Path) -> Lowered:
-    """Read a spec and everything it extends, and lower it to IR. Never raises for bad input."""
-    display = str(path)
+    """Read a spec and everything it extends, and lower it to IR; `FILE@POINT` is a point of the
+    file's grid (`mixc.lang.grid`). Never raises for bad input."""
+    display, point = split_point(str(path))
     loader = SpecLoader(Path(display))
     items = loader.load(display, (), None)
+    found = loader.points() if items is not None else []
+    if items is not None and point is not None:
+        items = loader.at_point(items, point, found)
     if items is None:
         return Lowered(None, {}, loader.diags, loader.texts, tuple(loader.files), loader.root)
     spec, lowerer = lower_items(items, loader)
     return Lowered(spec, lowerer.spans, loader.diags, loader.texts, tuple(loader.files),
                    loader.root, lowerer.refs, lowerer.file_uses, lowerer.failed_names,
-                   lowerer.failed_paths)
+                   lowerer.failed_paths, tuple(p.name for p in found))

@@ -115,6 +115,16 @@ class SpecFile:
     comments: tuple[Comment, ...]
 
 
+def head_span(item: Item) -> Span:
+    if isinstance(item, Field):
+        return item.name.span
+    if isinstance(item, Block):
+        return item.header
+    if isinstance(item, MixEntry):
+        return item.name.span
+    return item.span
+
+
 # -------------------------------------------------------------------------------------- parser
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")

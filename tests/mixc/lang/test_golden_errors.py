@@ -13,7 +13,7 @@ from mixc.lang.diagnostics import render_all
 from tests.conftest import GOLDEN, UPDATE
 
 ERRORS = GOLDEN / "errors"
-HELPERS = {"base_ok.mix", "extends_cycle_b.mix"}
+HELPERS = {"base_ok.mix", "extends_cycle_b.mix", "grid_base.mix"}
 CASES = sorted(p.name for p in ERRORS.glob("*.mix") if p.name not in HELPERS)
 
 
