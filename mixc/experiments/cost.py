@@ -107,12 +107,15 @@ def render(cost: Cost, device: str) -> str:
                      f"{sum(k in cost.shared for k in mine):>6} {len(cost.unique(name)):>4} "
                      f"{cost.runs.get(name, 0):>4}  {cost.train_tokens[name]:,}")
     unknown = len(cost.to_build) - len(cost.cpu_seconds)
-    compile_line = f"compile: about {_hours(sum(cost.cpu_seconds.values()))} CPU"
+    compile_line = f"compile: {len(cost.to_build)} stages to build"
+    if cost.cpu_seconds:
+        compile_line += (f", about {_hours(sum(cost.cpu_seconds.values()))} CPU (from the cache's earlier builds "
+                         "of their kinds)")
     if unknown:
-        compile_line += f", plus {unknown} stage{'s' * (unknown != 1)} of kinds this cache never built"
+        compile_line += f"; {unknown} of kinds this cache never built, not estimated"
     hours = cost.train_hours()
     runs = sum(cost.runs.values())
     train_line = (f"train: {runs} run{'s' * (runs != 1)}, about {_hours(hours * 3600)} {device.upper()} "
                   f"at {cost.tokens_per_sec:,.0f} tokens/s" if hours is not None else
                   f"train: {runs} run{'s' * (runs != 1)}; time unknown until the first run logs its tokens/s")
-    return "\n".join(lines + ["", compile_line + " (estimated from the cache's earlier builds)", train_line]) + "\n"
+    return "\n".join(lines + ["", compile_line, train_line]) + "\n"

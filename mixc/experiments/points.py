@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixc.build.preflight import check_spec
-from mixc.errors import MixcError
+from mixc.errors import USAGE, MixcError
 from mixc.lang.diagnostics import Diagnostic, Severity
 from mixc.lang.grid import POINT_AT, split_point
 from mixc.lang.lower import Lowered, load
@@ -45,7 +45,10 @@ class Point:
 
 
 class PointsError(MixcError):
-    """The experiment's specs do not make a set of points (the diagnostics say where)."""
+    """The experiment's specs do not make a set of points: located diagnostics (printed as a spec
+    error, status 1), or no point at all (a usage error)."""
+
+    exit_code = USAGE
 
     def __init__(self, message: str, hint: str | None = None, diagnostics: list[Diagnostic] | None = None,
                  texts=None):

@@ -132,12 +132,36 @@ def _tables(table: pl.DataFrame) -> Iterator[str]:
         yield ""
 
 
-def markdown(manifest: dict, table: pl.DataFrame, plots: list[str]) -> str:
+def data_facts(out: Path, manifest: dict) -> list[str]:
+    """A table of each point's speech streams: chunk length, chunks and modality switches per
+    document (`n - 1` under deterministic sampling, about `(n - 1) / 2` under stochastic p = 0.5)."""
+    rows = []
+    for point in manifest["points"]:
+        path = out / "points" / point["name"] / "data.json"
+        facts = json.loads(path.read_text()) if path.is_file() else {}
+        for sid, counts in facts.items():
+            kind, stream = sid.split(":", 1)
+            if kind != "interleave":
+                continue
+            chunks = facts.get(f"chunk:{stream}") or facts.get(f"tts:{stream}") or {}
+            n = counts.get("chunks_per_document")
+            rows.append(f"| {point['name']} | {stream} | {chunks.get('chunk_seconds_mean', math.nan):.2f} | "
+                        f"{n:.2f} | {counts.get('switches_per_document', math.nan):.2f} | {n - 1:.2f} |")
+    if not rows:
+        return []
+    return ["## The data each point trained on", "", "Per speech stream, from the compile's stage stats: mean chunk "
+            "length, chunks per document `n`, modality switches per document.", "",
+            "| point | stream | chunk s | chunks/doc (n) | switches/doc | n - 1 |", "|---|---|---|---|---|---|",
+            *rows, ""]
+
+
+def markdown(manifest: dict, table: pl.DataFrame, plots: list[str], facts: list[str]) -> str:
     seeds = ", ".join(map(str, manifest["seeds"]))
     lines = ["# Results", "", f"{len(manifest['points'])} points, seeds {seeds}; base: `{manifest['base']}` "
              f"({manifest['points'][0]['spec']}). Means over seeds with 95% t intervals; Δ is the paired "
              "difference to the base over the seeds both finished.", ""]
     lines += list(_tables(table)) if len(table) else ["No run has finished yet.", ""]
+    lines += facts
     lines += [f"![{p.removesuffix('.png')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -198,5 +222,5 @@ def write(out: Path) -> pl.DataFrame:
     manifest, runs = collect(out)
     table = summarise(manifest, runs)
     table.write_parquet(out / "results.parquet", statistics=False)
-    (out / "results.md").write_text(markdown(manifest, table, plot(out, manifest, table)))
+    (out / "results.md").write_text(markdown(manifest, table, plot(out, manifest, table), data_facts(out, manifest)))
     return table

@@ -37,6 +37,19 @@ MANIFEST, DONE, LOG = "ablate.json", "done.json", "train.log"
 Say = Callable[[str], None]
 
 
+DATA_FACTS = "data.json"
+FACTS = {"chunk": ("chunks", "chunk_seconds_mean"), "tts": ("chunks", "chunk_seconds_mean"),
+         "interleave": ("documents", "chunks_per_document", "switches_per_document")}
+
+
+def write_data_facts(folder: Path, runs: dict) -> None:
+    """data.json: what each speech stream of the point is made of (chunk lengths, chunks and modality
+    switches per document), from the compile's stage stats: the mechanisms an ablation changes."""
+    facts = {sid: {k: run.stats.counts[k] for k in FACTS[run.node.kind] if k in run.stats.counts}
+             for sid, run in sorted(runs.items()) if run.node.kind in FACTS}
+    (folder / DATA_FACTS).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+
+
 class ExperimentError(MixcError):
     """The output folder holds another experiment, or runs failed."""
 
@@ -114,7 +127,8 @@ class Experiment:
         for point in self.points:
             out = self.point_dir(point.name) / "compiled"
             plan = out / "plan.json"
-            if plan.is_file() and (out / "mix.lock").is_file() and TrainingPlan.read(plan).ir_hash == point.ir_hash:
+            done = plan.is_file() and (out / "mix.lock").is_file() and TrainingPlan.read(plan).ir_hash == point.ir_hash
+            if done and (self.point_dir(point.name) / DATA_FACTS).is_file():
                 say(f"compile {point.name}: done before")
             else:
                 try:
@@ -122,6 +136,7 @@ class Experiment:
                 except SpecError as exc:
                     raise PointsError(f"point '{point.name}' does not compile", None, exc.diagnostics,
                                       point.low.texts) from None
+                write_data_facts(self.point_dir(point.name), result.runs)
                 built = sum(not r.hit for r in result.runs.values())
                 say(f"compile {point.name}: {built} stages built, {len(result.runs) - built} from the cache "
                     f"({result.seconds:.1f} s)")

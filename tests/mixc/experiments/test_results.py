@@ -61,3 +61,17 @@ def test_only_finished_runs_count_and_pairs_need_both(tmp_path):
     table = results.write(experiment(tmp_path, finished=(0, 1)))
     coarse = table.filter((pl.col("metric") == "qa/acc") & (pl.col("point") == "coarse")).row(0, named=True)
     assert coarse["n"] == 2 and coarse["pairs"] == 2 and coarse["diff"] == pytest.approx(-0.035)
+
+
+def test_the_data_each_point_trained_on_shows_switches_against_n_minus_1(tmp_path):
+    experiment(tmp_path)
+    facts = {"base": {"chunk:web": {"chunks": 40, "chunk_seconds_mean": 6.5},
+                      "interleave:web": {"documents": 4, "chunks_per_document": 10.0, "switches_per_document": 9.0}},
+             "coarse": {"chunk:web": {"chunks": 12, "chunk_seconds_mean": 21.0},
+                        "interleave:web": {"documents": 4, "chunks_per_document": 3.0, "switches_per_document": 2.0}}}
+    for name, data in facts.items():
+        (tmp_path / "points" / name / "data.json").write_text(json.dumps(data))
+    results.write(tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert "| base | web | 6.50 | 10.00 | 9.00 | 9.00 |" in text
+    assert "| coarse | web | 21.00 | 3.00 | 2.00 | 2.00 |" in text
