@@ -350,7 +350,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
         return
     experiment.claim()
     try:
-        plans = experiment.compile(cache, workers, click.echo)
+        plans = experiment.compile(cache, workers, click.echo, _stage_lines)
     except PointsError as exc:
         click.echo(f"{exc}\n" + render_all(exc.diagnostics, exc.texts))
         sys.exit(1)

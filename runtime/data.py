@@ -4,7 +4,7 @@ One `streaming.Stream` per `plan.streams` entry, each drawing exactly `choose` s
 compiler already turned shares and repeats into those counts), shuffled with the plan's seed. The
 shards are local folders next to plan.json, read in place: no remote, no cache copy (object storage
 would be Streaming's `remote=`, with `local=` a cache folder). Compressed shards (.mds.zstd) are
-decompressed by Streaming into the same folder on first read; mix.lock pins the archives.
+decompressed into the same folder before the first read (`unpack_shards`); mix.lock pins the archives.
 
 Streaming must know the real per-device batch size: it lays out each batch from one partition, and
 its prepare thread runs `predownload` samples ahead; Streaming's default look-ahead (8 batches) makes
@@ -14,6 +14,9 @@ runtime loader reads the same shards about 2x faster than a default StreamingDat
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,33 +38,39 @@ def build_streams(plan: TrainingPlan, plan_dir: Path) -> list[Stream]:
     return [Stream(local=str((plan_dir / s.path).resolve()), choose=s.choose) for s in plan.streams]
 
 
-def private_view(plan: TrainingPlan, plan_dir: Path, folder: Path) -> Path:
-    """A folder that looks like the plan's: each stream a folder of links to its files. Streaming
-    refuses a local folder another job on this machine is reading, and decompresses shards into the
-    folder it reads: a view lets a second run of the same plan read the same shards at once."""
-    for stream in plan.streams:
-        source, view = (plan_dir / stream.path).resolve(), folder / stream.path
-        view.mkdir(parents=True, exist_ok=True)
-        for file in source.iterdir():
-            link = view / file.name
-            if file.is_file() and not file.name.endswith(".tmp") and not link.exists():
-                link.symlink_to(file)
-    return folder
+def unpack_shards(plan: TrainingPlan, plan_dir: Path) -> None:
+    """Decompresses every compressed shard of the plan once, before any loader reads. Streaming would
+    do it lazily into the same folder through a fixed temporary name, which two jobs reading the same
+    streams at once (two seeds of one plan) would both write; here one job does it under a lock and
+    the others find the shards ready."""
+    from streaming.base.compression import decompress
+
+    with open(plan_dir / ".unpack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stream in plan.streams:
+            folder = plan_dir / stream.path
+            for shard in json.loads((folder / "index.json").read_text())["shards"]:
+                raw, packed = folder / shard["raw_data"]["basename"], shard.get("zip_data")
+                if packed and not raw.exists():
+                    tmp = raw.with_name(f"{raw.name}.{os.getpid()}.tmp")
+                    tmp.write_bytes(decompress(shard["compression"], (folder / packed["basename"]).read_bytes()))
+                    os.replace(tmp, raw)
 
 
 def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
-                  predownload: int | None = None, view: Path | None = None) -> StreamingDataset:
+                  predownload: int | None = None) -> StreamingDataset:
     """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
 
     The order is a function of the seed, the epoch and the node count (num_canonical_nodes defaults
     to it), not of the processes per node or the loader workers: reruns, resumed runs and runs with
-    more processes on a machine see the same global batches in the same order. When another job on
-    this machine reads the same streams, this one reads them through a `private_view` in `view`.
+    more processes on a machine see the same global batches in the same order. Jobs on one machine
+    may read the same streams at once (their shards are unpacked first: `unpack_shards`).
     """
     drawn = sum(s.choose for s in plan.streams)
     if drawn != plan.epoch_samples:
         raise DataError(f"plan.json's streams draw {drawn} sequences per epoch but its epoch_samples is "
                         f"{plan.epoch_samples}", f"the plan was edited or is damaged; {RECOMPILE}")
+    unpack_shards(plan, plan_dir)
     for _ in range(3):
         try:
             return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
@@ -69,10 +78,6 @@ def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
                                     predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
         except FileExistsError:  # two jobs registered the same shared-memory name at once: Streaming's race
             time.sleep(0.2 + random.random())
-        except ValueError as err:
-            if view is None or "Reused local directory" not in str(err) or plan_dir == view:
-                raise
-            plan_dir = private_view(plan, plan_dir, view)
     raise DataError("Streaming could not register this job's shared memory (other jobs kept taking its names)",
                     "start the jobs a few seconds apart")
 

@@ -226,7 +226,7 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
     say(f"{plan.model.backbone or plan.model.preset} ({n_params / 1e6:,.1f}M parameters) | "
         f"{dist.get_world_size()} x {device}, {precision}, {strategy} | "
         f"batch {plan.trainer.global_batch} x {plan.seq_len} tokens | run {name} in {run_dir}")
-    dataset = build_dataset(plan, plan_dir, per_device, view=run_dir / "streams")
+    dataset = build_dataset(plan, plan_dir, per_device)
     monitor = MetricsLog(run_dir / "metrics.jsonl", plan.trainer.log_every, flops_per_token(net, plan.seq_len),
                          peak_flops(device, precision))
     clipping = [GradientClipping(clipping_type="norm", clipping_threshold=plan.trainer.grad_clip)]

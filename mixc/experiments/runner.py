@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mixc.build.cache import Cache
 from mixc.build.compile import compile_spec
+from mixc.build.execute import OnStage
 from mixc.errors import MixcError
 from mixc.experiments.points import Point, PointsError
 from mixc.lang.diagnostics import SpecError
@@ -120,7 +121,7 @@ class Experiment:
 
     # compile ----------------------------------------------------------------------------------
 
-    def compile(self, cache: Cache, workers: int, say: Say) -> dict[str, Path]:
+    def compile(self, cache: Cache, workers: int, say: Say, on_stage: OnStage | None = None) -> dict[str, Path]:
         """Each point's plan.json, compiled into the shared cache unless it already is; PointsError
         with the located errors of a point that does not compile."""
         plans = {}
@@ -132,7 +133,7 @@ class Experiment:
                 say(f"compile {point.name}: done before")
             else:
                 try:
-                    result = compile_spec(point.low, point.ref, out, cache, workers)
+                    result = compile_spec(point.low, point.ref, out, cache, workers, on_stage=on_stage)
                 except SpecError as exc:
                     raise PointsError(f"point '{point.name}' does not compile", None, exc.diagnostics,
                                       point.low.texts) from None

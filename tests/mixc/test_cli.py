@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import GOLDEN, REPO
 
 MIXC = str(Path(sys.executable).with_name("mixc"))
-COMMANDS = ["check", "plan", "diff", "fmt"]
+COMMANDS = ["check", "plan", "diff", "fmt", "ablate"]
 
 
 def mixc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -105,6 +105,30 @@ def test_diff_warns_when_more_than_one_factor_changes(tmp_path):
     out = mixc("diff", "specs/spelangy.mix", "specs/two.mix", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "warning" in out.stdout and "2 factors" in out.stdout
+
+
+def test_a_grid_point_is_a_spec_for_diff_and_fmt_resolved():
+    point = "specs/experiments/paper.mix@stochastic"
+    out = mixc("diff", "specs/experiments/paper.mix", point)
+    assert out.returncode == 0, out.stderr
+    assert "1 factor: modality sampling" in out.stdout and "interleave:conversations" in out.stdout
+    resolved = mixc("fmt", "--resolved", point)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "sampling = stochastic(p=0.5, first=audio)" in resolved.stdout
+    missing = mixc("check", "--no-sizes", "specs/experiments/paper.mix@stochastc")
+    assert missing.returncode == 1 and "no grid point 'stochastc'" in missing.stdout and "stochastic" in missing.stdout
+
+
+def test_ablate_dry_run_previews_the_points_and_their_cost(tmp_path):
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    (tmp_path / "pyproject.toml").write_text("")
+    out = mixc("ablate", "specs/experiments/paper.mix", "--dry-run", "--no-sizes", "--cache-dir", str(tmp_path / "c"),
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "5 points" in out.stdout and "coarse" in out.stdout and "web_only" in out.stdout
+    assert not (tmp_path / "experiments").exists()  # a dry run writes nothing
+    lone = mixc("ablate", "specs/demo.mix", "--dry-run", "--no-sizes", cwd=tmp_path)
+    assert lone.returncode == 2 and "has no grid and no ablation" in lone.stderr
 
 
 def test_fmt_check_passes_on_the_repo_specs_and_fails_on_unformatted(tmp_path):

@@ -74,3 +74,32 @@ def test_plan_whose_streams_do_not_add_up_is_refused(plan_path: Path) -> None:
     plan = TrainingPlan.read(plan_path)
     with pytest.raises(DataError, match="epoch_samples"):
         build_dataset(plan.model_copy(update={"epoch_samples": 81}), plan_path.parent, 4)
+
+
+def test_compressed_shards_are_unpacked_once_whoever_asks_at_the_same_time(tmp_path: Path) -> None:
+    """Two jobs reading one plan at once: one decompresses under the lock, the other finds the shards."""
+    import multiprocessing
+
+    from streaming import MDSWriter
+    from streaming.base.compression import decompress
+
+    from mixc.planfile import StreamPlan
+    from runtime.data import unpack_shards
+
+    folder = tmp_path / "streams" / "s"
+    with MDSWriter(out=str(folder), columns={"x": "ndarray:int64"}, compression="zstd", size_limit=2048) as writer:
+        for i in range(200):
+            writer.write({"x": np.arange(i, i + 16)})
+    stream = StreamPlan(name="s", path="streams/s", samples=200, tokens=0, share=1.0, choose=200, repeat=1.0,
+                        proportion=1.0)
+    plan = TrainingPlan.model_construct(streams=(stream,))
+    jobs = [multiprocessing.get_context("spawn").Process(target=unpack_shards, args=(plan, tmp_path)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert all(job.exitcode == 0 for job in jobs)
+    zipped = sorted(folder.glob("*.mds.zstd"))
+    assert len(zipped) > 1 and not list(folder.glob("*.tmp"))
+    for z in zipped:
+        assert z.with_suffix("").read_bytes() == decompress("zstd", z.read_bytes())
