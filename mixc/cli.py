@@ -338,8 +338,9 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
         raise
     base = points[0].low
     out = out or Path("experiments") / Path(specs[0].split("@")[0]).stem
-    device = "gpu" if _gpus() else "cpu"
-    parallel = parallel or max(1, _gpus())
+    gpus = _gpus()
+    device = "gpu" if gpus else "cpu"
+    parallel = parallel or max(1, gpus)
     uri = tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
     experiment = Experiment(out, points, seeds, MlflowStore(uri, out.resolve().name))
     cache = Cache(cache_dir or default_root(base.root))
@@ -355,7 +356,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
         click.echo(f"{exc}\n" + render_all(exc.diagnostics, exc.texts))
         sys.exit(1)
     try:
-        experiment.train(plans, parallel, device, max_duration, click.echo)
+        experiment.train(plans, parallel, gpus, max_duration, click.echo)
     finally:
         table = results.write(out)
         click.echo(f"results: {out / 'results.md'} ({table['point'].n_unique()} points with finished runs)")

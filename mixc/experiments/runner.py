@@ -156,9 +156,10 @@ class Experiment:
                "--mlflow-run", f"{run.point}/seed-{run.seed}", "--mlflow-params", str(params)]
         return cmd + (["--max-duration", max_duration] if max_duration else [])
 
-    def train(self, plans: dict[str, Path], parallel: int, device: str, max_duration: str | None, say: Say) -> None:
-        """Every unfinished run, `parallel` at a time (each on its own GPU on GPUs); raises
-        ExperimentError naming the runs that failed, once the others have finished."""
+    def train(self, plans: dict[str, Path], parallel: int, gpus: int, max_duration: str | None, say: Say) -> None:
+        """Every unfinished run, `parallel` at a time: with `gpus`, run k sees GPU k mod gpus only;
+        on CPU the runs split the cores. Raises ExperimentError naming the runs that failed, once the
+        others have finished."""
         todo = [r for r in self.runs() if not r.done]
         running: list[tuple[Run, subprocess.Popen, float, int]] = []
         failed: list[str] = []
@@ -166,7 +167,7 @@ class Experiment:
         while todo or running:
             while todo and free:
                 run, slot = todo.pop(0), free.pop(0)
-                running.append((run, self._start(run, plans[run.point], slot, parallel, device, max_duration),
+                running.append((run, self._start(run, plans[run.point], slot, parallel, gpus, max_duration),
                                 time.perf_counter(), slot))
                 say(f"train {run.point} seed {run.seed}: started ({run.folder / LOG})")
             time.sleep(0.2)
@@ -187,12 +188,12 @@ class Experiment:
                                   "fix the cause and rerun the same command: finished runs are kept, failed ones "
                                   "resume from their last checkpoint")
 
-    def _start(self, run: Run, plan: Path, slot: int, parallel: int, device: str,
+    def _start(self, run: Run, plan: Path, slot: int, parallel: int, gpus: int,
                max_duration: str | None) -> subprocess.Popen:
         run.folder.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        if device == "gpu":
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
         else:  # the runs split the cores
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
         with open(run.folder / LOG, "a") as log:
