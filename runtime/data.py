@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from composer.utils import dist
 from streaming import Stream, StreamingDataLoader, StreamingDataset
 from streaming.base.shared import SharedMemory
 
@@ -71,12 +72,15 @@ def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
         raise DataError(f"plan.json's streams draw {drawn} sequences per epoch but its epoch_samples is "
                         f"{plan.epoch_samples}", f"the plan was edited or is damaged; {RECOMPILE}")
     unpack_shards(plan, plan_dir)
-    for _ in range(3):
+    attempts = 3 if dist.get_world_size() == 1 else 1  # a retry would desynchronise the ranks' barriers
+    for attempt in range(attempts):
         try:
             return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
                                     shuffle=True, shuffle_seed=plan.seed,
                                     predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
         except FileExistsError:  # two jobs registered the same shared-memory name at once: Streaming's race
+            if attempt + 1 == attempts:
+                break
             time.sleep(0.2 + random.random())
     raise DataError("Streaming could not register this job's shared memory (other jobs kept taking its names)",
                     "start the jobs a few seconds apart")
