@@ -323,6 +323,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
     from mixc.experiments.points import PointsError, resolve
     from mixc.experiments.runner import Experiment, MlflowStore
     from mixc.lang.diagnostics import render_all
+    from mixc.lang.grid import split_point
     if report_dir is not None:
         table = results.write(report_dir)
         click.echo(f"{report_dir / 'results.md'}: {table['point'].n_unique()} points, {len(table)} rows")
@@ -337,7 +338,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
             sys.exit(1)
         raise
     base = points[0].low
-    out = out or Path("experiments") / Path(specs[0].split("@")[0]).stem
+    out = out or Path("experiments") / Path(split_point(specs[0])[0]).stem
     gpus = _gpus()
     device = "gpu" if gpus else "cpu"
     parallel = parallel or max(1, gpus)
@@ -346,7 +347,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
     cache = Cache(cache_dir or default_root(base.root))
     for point in points:
         click.echo(f"  {point.name:<28} {point.summary()}")
-    click.echo(cost.render(cost.estimate(points, cache, experiment.pending(), out), device))
+    click.echo(cost.render(cost.estimate(experiment, cache), device))
     if dry_run:
         return
     experiment.claim()

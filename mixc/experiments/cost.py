@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mixc.build.cache import Cache
 from mixc.build.execute import Executor
-from mixc.experiments.points import Point
+from mixc.experiments.runner import Experiment
 from mixc.plan import budget
 from mixc.plan.dag import StageGraph
 from mixc.stages import graph
@@ -60,17 +60,18 @@ def _kind_seconds(cache: Cache, kind: str) -> float | None:
     return statistics.fmean(seen) if seen else None
 
 
-def logged_speed(out: Path) -> float | None:
-    """The median tokens/s logged by the experiment's earlier runs (metrics.jsonl under `out`)."""
-    speeds = [row["tokens_per_sec"] for path in sorted(out.glob("points/*/seed-*/metrics.jsonl"))
+def logged_speed(runs: list[Path]) -> float | None:
+    """The median tokens/s logged by the experiment's runs so far (their metrics.jsonl)."""
+    speeds = [row["tokens_per_sec"] for path in (r / "metrics.jsonl" for r in runs) if path.is_file()
               for row in map(json.loads, path.read_text().splitlines()) if row.get("tokens_per_sec")]
     return statistics.median(speeds) if speeds else None
 
 
-def estimate(points: list[Point], cache: Cache, runs: dict[str, int], out: Path) -> Cost:
-    """The experiment's cost, with `runs` the runs each point still has to train."""
-    cost = Cost([p.name for p in points], runs=dict(runs), tokens_per_sec=logged_speed(out))
-    for point in points:
+def estimate(experiment: Experiment, cache: Cache) -> Cost:
+    """The experiment's cost: its stages, and the runs each point still has to train."""
+    cost = Cost([p.name for p in experiment.points], runs=experiment.pending(),
+                tokens_per_sec=logged_speed([r.folder for r in experiment.runs()]))
+    for point in experiment.points:
         spec = point.low.spec
         stages: StageGraph = graph(spec)
         cached = Executor(spec, point.low.root, cache).preview(stages)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
+from mixc.experiments.layout import DATA_FACTS, DONE, MANIFEST, point_folder, run_folder
+
 HEADLINE = ("acc", "text_acc", "gap_spoken_written", "ppl", "text_ppl", "loss")
 SKIP = {"items", "chance", "tokens", "text_tokens"}
 
@@ -66,12 +68,12 @@ def run_metrics(run: Path) -> dict[str, float]:
 
 def collect(out: Path) -> tuple[dict, pl.DataFrame]:
     """ablate.json and the long table (point, seed, metric, value) of every finished run."""
-    manifest = json.loads((out / "ablate.json").read_text())
+    manifest = json.loads((out / MANIFEST).read_text())
     rows = []
     for point in manifest["points"]:
         for seed in manifest["seeds"]:
-            run = out / "points" / point["name"] / f"seed-{seed}"
-            if (run / "done.json").is_file():
+            run = run_folder(out, point["name"], seed)
+            if (run / DONE).is_file():
                 rows += [{"point": point["name"], "seed": seed, "metric": k, "value": v}
                          for k, v in run_metrics(run).items()]
     schema = {"point": pl.String, "seed": pl.Int64, "metric": pl.String, "value": pl.Float64}
@@ -137,7 +139,7 @@ def data_facts(out: Path, manifest: dict) -> list[str]:
     document (`n - 1` under deterministic sampling, about `(n - 1) / 2` under stochastic p = 0.5)."""
     rows = []
     for point in manifest["points"]:
-        path = out / "points" / point["name"] / "data.json"
+        path = point_folder(out, point["name"]) / DATA_FACTS
         facts = json.loads(path.read_text()) if path.is_file() else {}
         for sid, counts in facts.items():
             kind, stream = sid.split(":", 1)
@@ -208,7 +210,7 @@ def _loss_curves(out: Path, manifest: dict) -> dict[str, list[tuple[int, float]]
     for point in manifest["points"]:
         by_step: dict[int, list[float]] = {}
         for seed in manifest["seeds"]:
-            metrics = out / "points" / point["name"] / f"seed-{seed}" / "metrics.jsonl"
+            metrics = run_folder(out, point["name"], seed) / "metrics.jsonl"
             for row in map(json.loads, metrics.read_text().splitlines() if metrics.is_file() else []):
                 if row.get("loss") is not None:
                     by_step.setdefault(row["step"], []).append(row["loss"])

@@ -1,13 +1,7 @@
 """Running an experiment: compile every point into one shared cache, train every (point, seed) with
-`mixc train` in parallel up to the devices available, and keep what is done.
-
-Folder (`--out DIR`):
-
-    DIR/ablate.json                   the points (name, spec, IR hash, diff), seeds, tracking
-    DIR/points/NAME/compiled/         `mixc compile`'s output for the point (plan.json, mix.lock, shards)
-    DIR/points/NAME/seed-S/           the run folder of seed S (checkpoints, metrics.jsonl, eval.json,
-                                      train.log), and done.json once it finished
-    DIR/mlruns/                       the MLflow store, unless a tracking URI was given
+`mixc train` in parallel up to the devices available, and keep what is done. The folder it fills
+is laid out in `mixc.experiments.layout`; the MLflow store is DIR/mlflow.db unless a tracking URI
+was given.
 
 A rerun of the same command resumes: compiled points whose plan matches are not recompiled (and
 would be cache hits anyway), finished runs (done.json) are never rerun, and an interrupted run
@@ -30,15 +24,12 @@ from mixc.build.cache import Cache
 from mixc.build.compile import compile_spec
 from mixc.build.execute import OnStage
 from mixc.errors import MixcError
+from mixc.experiments.layout import DATA_FACTS, DONE, LOG, MANIFEST, point_folder, run_folder
 from mixc.experiments.points import Point, PointsError
 from mixc.lang.diagnostics import SpecError
 from mixc.planfile import TrainingPlan
 
-MANIFEST, DONE, LOG = "ablate.json", "done.json", "train.log"
 Say = Callable[[str], None]
-
-
-DATA_FACTS = "data.json"
 FACTS = {"chunk": ("chunks", "chunk_seconds_mean"), "tts": ("chunks", "chunk_seconds_mean"),
          "interleave": ("documents", "chunks_per_document", "switches_per_document")}
 
@@ -88,10 +79,10 @@ class Experiment:
         self.seeds = [base_seed + k for k in range(seeds)]
 
     def point_dir(self, name: str) -> Path:
-        return self.out / "points" / name
+        return point_folder(self.out, name)
 
     def runs(self) -> list[Run]:
-        return [Run(p.name, s, self.point_dir(p.name) / f"seed-{s}") for p in self.points for s in self.seeds]
+        return [Run(p.name, s, run_folder(self.out, p.name, s)) for p in self.points for s in self.seeds]
 
     def pending(self) -> dict[str, int]:
         """Runs not finished, per point."""

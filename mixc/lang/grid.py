@@ -35,7 +35,6 @@ JOIN = "-"
 @dataclass(frozen=True)
 class GridPoint:
     name: str
-    choices: tuple[tuple[str, str], ...]  # (axis, point) per axis, in axis order
     overrides: tuple[tuple[BodyItem, ...], ...]  # each chosen point's items, in axis order
 
 
@@ -84,9 +83,8 @@ def axes(grid: Block) -> tuple[list[tuple[str, list[Block]]], list[Diagnostic]]:
 
 def points(grid_axes: list[tuple[str, list[Block]]]) -> list[GridPoint]:
     """Every combination of one point per axis, the first axis varying slowest."""
-    combos = itertools.product(*[[(name, p) for p in pts] for name, pts in grid_axes])
-    return [GridPoint(JOIN.join(p.name.value for _, p in combo), tuple((a, p.name.value) for a, p in combo),
-                      tuple(p.items for _, p in combo)) for combo in combos]
+    combos = itertools.product(*[pts for _, pts in grid_axes])
+    return [GridPoint(JOIN.join(p.name.value for p in combo), tuple(p.items for p in combo)) for combo in combos]
 
 
 def _duplicates(names: list, what: str) -> list[Diagnostic]:

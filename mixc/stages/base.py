@@ -130,6 +130,10 @@ class Context:
     def read(self, declared: str) -> Any:
         return self.config.get(declared)
 
+    def declares(self, read: str) -> bool:
+        """Whether the stage declared `read` for this spec (a read some specs need and others not)."""
+        return read in self.config.values
+
     def input_of(self, kind: str) -> Path:
         """The artifact of the one input stage of this kind."""
         found = [p for sid, p in self.inputs.items() if sid.split(":")[0] == kind]

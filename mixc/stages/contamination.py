@@ -139,7 +139,7 @@ def overlapping_units(ctx: Context) -> dict[str, set[str]]:
     `eval.decontaminate` words with an eval item, by the kind of stage that holds them (`read` /
     `dedup`: document ids; `chunk`: recordings; `rewrite` / `answer`: generated item ids). Empty
     unless the stage declared the read."""
-    if tuple(DECONTAMINATE.split(".")) not in ctx.node.reads:
+    if not ctx.declares(DECONTAMINATE):
         return {}
     found: dict[str, set[str]] = {}
     for folder in ctx.inputs_of("contamination"):

@@ -14,7 +14,6 @@ Artifact (`PackWriter` writes it, `PackedSequences.open` reads it): `seqs.u32` (
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,17 +245,13 @@ class _Lane:
 
 
 def held_out(doc_ids: np.ndarray, share: float, seed: int, stream: str) -> np.ndarray:
-    """Which documents are held out of training: those whose hash of (seed, stream, document id)
-    falls below `share`; at least one (the lowest hash) when the stream has two documents or more.
-    Every pass (draw) over a document shares its id, so all of them are held out together."""
-    salt = int.from_bytes(hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest(), "little")
-    with np.errstate(over="ignore"):  # splitmix64: wrapping arithmetic is the point
-        x = doc_ids.astype(np.uint64) ^ np.uint64(salt)
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    uniform = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    """Which documents are held out of training: each document id draws a uniform number from a
+    generator seeded by (seed, stream), and those below `share` are held out; at least one (the
+    lowest draw) when the stream has two documents or more. Every pass (draw) over a document shares
+    its id, so all of them are held out together."""
+    if not len(doc_ids):
+        return np.zeros(0, bool)
+    uniform = np.random.default_rng([seed, *stream.encode()]).random(int(doc_ids.max()) + 1)[doc_ids]
     held = uniform < share
     if not held.any() and len(np.unique(doc_ids)) > 1:
         held = doc_ids == doc_ids[np.argmin(uniform)]
@@ -266,7 +261,7 @@ def held_out(doc_ids: np.ndarray, share: float, seed: int, stream: str) -> np.nd
 class PackStage(Stage):
     """With `eval.heldout`, the held-out documents are packed the same way into `heldout/` (their
     remainder padded, so every held-out token is scored) and never reach the training sequences."""
-    kind, version, doc = "pack", 2, "fixed-length sequences"
+    kind, version, doc = "pack", 3, "fixed-length sequences"
     reads = ("pack",)
 
     @classmethod
@@ -279,7 +274,7 @@ class PackStage(Stage):
         eos, pad = stream.vocab.eos, stream.vocab.pad
         seq_len, units = ctx.read("pack.seq_len"), stream.units is not None
         train = _Lane(PackWriter(ctx.out, seq_len, vocab_from=source), units)
-        share = ctx.read("eval.heldout") if ("eval", "heldout") in ctx.node.reads else 0.0
+        share = ctx.read("eval.heldout") if ctx.declares("eval.heldout") else 0.0
         held, heldout = None, None
         if share:
             held = held_out(stream.doc_ids, share, ctx.read("seed"), ctx.subject)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,7 @@ def _encode(item: tuple[list[int], list[str]]) -> tuple[list[int], list[np.ndarr
     return ids, [np.asarray(x, dtype=np.uint32) for x in _codec.encode_batch(texts)]
 
 
-def _batches(folder: Path, size: int,
-             drop: frozenset[int] | set[int] = frozenset()) -> Iterator[tuple[list[int], list[str]]]:
+def _batches(folder: Path, size: int, drop: AbstractSet[int] = frozenset()) -> Iterator[tuple[list[int], list[str]]]:
     """The documents in batches of `size`, less the ids in `drop`."""
     for batch in Documents.batches(folder):
         ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
