@@ -2,8 +2,8 @@
 
 One `streaming.Stream` per `plan.streams` entry, each drawing exactly `choose` sequences per epoch (the
 compiler already turned shares and repeats into those counts), shuffled with the plan's seed. The
-shards are local folders next to plan.json, read in place: no remote, no cache copy (object storage
-would be Streaming's `remote=`, with `local=` a cache folder). Compressed shards (.mds.zstd) are
+shards are local folders next to plan.json, read in place: no remote, no cache copy; a plan read
+from object storage streams its shards into a local mirror instead (`runtime.remote`). Compressed shards (.mds.zstd) are
 decompressed into the same folder before the first read (`unpack_shards`); mix.lock pins the archives.
 
 Streaming must know the real per-device batch size: it lays out each batch from one partition, and
@@ -20,7 +20,9 @@ import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +36,13 @@ from mixc.planfile import RECOMPILE, TrainingPlan
 MIN_PREDOWNLOAD = 4096  # samples; local shards cost nothing to "download", so look far ahead
 
 
-def build_streams(plan: TrainingPlan, plan_dir: Path) -> list[Stream]:
-    """One local Stream per compiled stream, with its exact per-epoch draw."""
+def build_streams(plan: TrainingPlan, plan_dir: Path, remote: str | None = None) -> list[Stream]:
+    """One local Stream per compiled stream, with its exact per-epoch draw; for a plan read from
+    object storage (`remote`: its plan.json's URL, `plan_dir` its local mirror), streams that
+    download each shard into the mirror and check it against mix.lock (`runtime.remote`)."""
+    if remote:
+        from runtime.remote import remote_streams
+        return remote_streams(plan, plan_dir, remote)
     return [Stream(local=str((plan_dir / s.path).resolve()), choose=s.choose) for s in plan.streams]
 
 
@@ -59,23 +66,30 @@ def unpack_shards(plan: TrainingPlan, plan_dir: Path) -> None:
 
 
 def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
-                  predownload: int | None = None) -> StreamingDataset:
+                  predownload: int | None = None, remote: str | None = None) -> StreamingDataset:
     """The plan's mixture: `plan.epoch_samples` sequences per epoch, shuffled by `plan.seed`.
 
     The order is a function of the seed, the epoch and the node count (num_canonical_nodes defaults
     to it), not of the processes per node or the loader workers: reruns, resumed runs and runs with
     more processes on a machine see the same global batches in the same order. Jobs on one machine
-    may read the same streams at once (their shards are unpacked first: `unpack_shards`).
+    may read the same streams at once (their shards are unpacked first: `unpack_shards`). With
+    `remote` (the plan's URL), the shards stream from object storage into `plan_dir`, the plan's
+    local mirror, where Streaming decompresses them.
     """
     drawn = sum(s.choose for s in plan.streams)
     if drawn != plan.epoch_samples:
         raise DataError(f"plan.json's streams draw {drawn} sequences per epoch but its epoch_samples is "
                         f"{plan.epoch_samples}", f"the plan was edited or is damaged; {RECOMPILE}")
-    unpack_shards(plan, plan_dir)
+    if remote is None:
+        unpack_shards(plan, plan_dir)
     attempts = 3 if dist.get_world_size() == 1 else 1  # a retry would desynchronise the ranks' barriers
+    kind: Any = StreamingDataset
+    if remote is not None:
+        from runtime.remote import RemoteDataset
+        kind = partial(RemoteDataset, mirror=plan_dir)
     for attempt in range(attempts):
         try:
-            return StreamingDataset(streams=build_streams(plan, plan_dir), batch_size=device_batch_size,
+            return kind(streams=build_streams(plan, plan_dir, remote), batch_size=device_batch_size,
                                     shuffle=True, shuffle_seed=plan.seed,
                                     predownload=predownload or max(MIN_PREDOWNLOAD, 8 * device_batch_size))
         except FileExistsError:  # two jobs registered the same shared-memory name at once: Streaming's race

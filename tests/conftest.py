@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3 import s3, s3_server  # noqa: F401  (fixtures: a moto S3 server, a fresh bucket)
+
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
 UPDATE = os.environ.get("MIXC_UPDATE_GOLDEN") == "1"

@@ -12,7 +12,8 @@ from tests.conftest import REPO
 
 # upstream first; a module may import its own layer and the ones before it
 LAYERS = (
-    ("contracts", ("mixc", "mixc.ir", "mixc.errors", "mixc.planfile", "mixc.audio", "mixc.hashing", "mixc.wer")),
+    ("contracts", ("mixc", "mixc.ir", "mixc.errors", "mixc.planfile", "mixc.audio", "mixc.hashing", "mixc.wer",
+                   "mixc.storage")),
     ("language", ("mixc.lang",)),
     ("planning", ("mixc.plan",)),
     ("backends", ("mixc.backends", "mixc.audio_tokenizer")),
@@ -23,7 +24,7 @@ LAYERS = (
 )
 DEMO = "mixc.demo"  # a side branch: the demo's inputs; only the CLI uses it
 WORKERS = "mixc.workers"  # scripts run in a backend's own environment: they import nothing of mixc
-RUNTIME_MAY_IMPORT = {"mixc.planfile", "mixc.errors"}  # the runtime reads the plan file, nothing else
+RUNTIME_MAY_IMPORT = {"mixc.planfile", "mixc.errors", "mixc.storage"}  # the plan file (local or remote)
 
 
 def module_name(path: Path) -> str:

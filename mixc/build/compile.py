@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from mixc.stages import graph
 from mixc.stages.audio_tokens import AudioVocab
 from mixc.stages.base import Progress, no_progress
 from mixc.stages.evalsets import HELDOUT_PREFIX
-from mixc.stages.shards import MDS, StreamInfo
+from mixc.stages.shards import MDS, StreamInfo, merge_indexes
 from mixc.stages.tokenizer import VocabFile, tokenizer_file
 
 
@@ -168,6 +169,9 @@ def _copy_outputs(out: Path, runs: dict[str, StageRun], streams: list[StreamPlan
         target = out / stream.path
         shutil.copytree(runs[f"shards:{stream.name}"].path / MDS, target)
         locks += _file_locks(out, target)
+    merged = merge_indexes(out / "streams", [Path(s.path).name for s in streams])
+    locks.append(ShardLock(path=merged.relative_to(out).as_posix(), sha256=sha256_file(merged),
+                           bytes=merged.stat().st_size))
     return locks
 
 
@@ -196,8 +200,10 @@ def _lock(spec: ir.Spec, runs: dict[str, StageRun], streams: list[StreamPlan], s
 
 
 def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers: int = 1,
-                 progress: Progress = no_progress, on_stage: OnStage | None = None) -> Result:
-    """Build every stage (or reuse it), then write the outputs; raises SpecError with located errors."""
+                 progress: Progress = no_progress, on_stage: OnStage | None = None,
+                 executor: Callable[..., Executor] = Executor) -> Result:
+    """Build every stage (or reuse it), then write the outputs; raises SpecError with located errors.
+    `executor` runs the stages: here, or `functools.partial(RayExecutor, address=...)` on Ray."""
     spec = low.spec
     start = time.perf_counter()
     steps = budget.total_steps(spec)
@@ -207,7 +213,7 @@ def compile_spec(low: Lowered, spec_path: str, out: Path, cache: Cache, workers:
     if diags := preflight(low, stages):
         raise SpecError(diags)
     try:
-        runs = Executor(spec, low.root, cache, workers, progress, on_stage).run(stages)
+        runs = executor(spec, low.root, cache, workers, progress, on_stage).run(stages)
     except StageFailed as exc:
         raise SpecError([stage_error(low, exc)]) from None
     streams, diags = _streams(low, runs, steps * spec.train.batch)

@@ -6,11 +6,17 @@ Compression and shard size come from the spec's `shards` block.
 
 Artifact: the MDS stream in `mds/`, and `stream.json` (`StreamInfo`: samples, real tokens, dtype,
 seq_len), which the compile reads to size the mixture.
+
+Each stream is its own MDS folder (its own `shards:<leaf>` stage, built in parallel); the compile
+merges their indexes into `streams/index.json` (`merge_indexes`, Streaming's `merge_index`), so one
+`StreamingDataset(remote=OUT/streams)` reads every part.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +29,7 @@ from mixc.stages.base import Context, Stage, Stats
 from mixc.stages.pack import PackedSequences
 
 MDS = "mds"
+INDEX = "index.json"  # Streaming's index of an MDS folder
 BLOCK_TOKENS = 1 << 22  # about this many tokens of rows are read and converted at a time
 
 
@@ -78,3 +85,20 @@ class ShardsStage(Stage):
         stats.items_in = stats.items_out = rows
         stats.counts["tokens"] = real
         StreamInfo(rows, real, dtype, seq_len).write(ctx.out)
+
+
+def merge_indexes(folder: Path, parts: Sequence[str]) -> Path:
+    """Writes `folder/index.json`, the union of the MDS folders `folder/<part>` (Streaming's
+    `merge_index`: each shard's basename becomes `<part>/<basename>`), in the order of `parts`, so
+    the same streams always give the same bytes. Returns its path."""
+    from streaming.base.util import merge_index
+
+    (folder / INDEX).unlink(missing_ok=True)  # merge_index moves its result into place, never over a file
+    root = logging.getLogger()
+    quiet = logging.NullHandler()  # merge_index logs through the root logger, which would print to stderr
+    root.addHandler(quiet)
+    try:
+        merge_index([str(folder / part / INDEX) for part in parts], str(folder), keep_local=True)
+    finally:
+        root.removeHandler(quiet)
+    return folder / INDEX

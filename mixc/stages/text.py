@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixc.lang.workspace import expand
 from mixc.stages.base import Context, Stage, Stats
 
 SCHEMA = pa.schema([("doc_id", pa.int64()), ("file", pa.string()), ("row", pa.int64()), ("text", pa.string())])
@@ -104,23 +102,18 @@ class Documents:
         return pq.ParquetFile(folder / cls.FILE).metadata.num_rows
 
 
-def source_files(ctx: Context) -> list[Path]:
-    return expand(ctx.root, ctx.read(".files"))
-
-
 class ReadStage(Stage):
     kind, version, doc = "read", 2, "documents"
     reads = (".files", ".format", ".field")
 
     def fingerprint(self, ctx: Context, spec) -> dict:
-        return {os.path.relpath(p, ctx.root): ctx.digest(p) for p in source_files(ctx)}
+        return {name: ctx.digest(p) for name, p in ctx.source_files()}
 
     def run(self, ctx: Context, stats: Stats) -> None:
         declared, field = ctx.read(".format"), ctx.read(".field")
         writer = DocWriter(ctx.out)
-        files = source_files(ctx)
-        for path in ctx.progress(files, f"read {ctx.subject}", len(files)):
-            rel = os.path.relpath(path, ctx.root)
+        files = ctx.source_files()
+        for rel, path in ctx.progress(files, f"read {ctx.subject}", len(files)):
             try:
                 records = list(_records(path, file_format(path, declared), field))
             except (OSError, UnicodeDecodeError, ValueError, pa.ArrowException) as exc:
