@@ -523,6 +523,30 @@ class Eval(Node):
     sets: Annotated[dict[str, EvalSet], Named("set")] = {}
 
 
+# --------------------------------------------------------------------------------- resources
+
+
+class StageResources(Node):
+    """What each task running the stage's model asks a Ray cluster for (`mixc compile --executor
+    ray`): the stage's task itself, or each of its per-item workers. Settings, not content: they
+    enter no cache key; the local executor ignores them."""
+
+    cpus: float = Field(1.0, description="CPU cores (fractions allowed)")
+    gpus: float = Field(0.0, description="GPUs (fractions share one)")
+    memory: Bytes | None = Field(None, description="memory the scheduler reserves, e.g. 16GB; default: none reserved")
+
+
+class Resources(Node):
+    """Per model stage, keyed by stage kind: what its Ray tasks request."""
+
+    vad: StageResources = StageResources()
+    diarize: StageResources = StageResources()
+    asr: StageResources = StageResources()
+    tts: StageResources = StageResources()
+    rewrite: StageResources = Field(StageResources(), description="Krist's LLM rewrite")
+    answer: StageResources = Field(StageResources(), description="Quest's LLM filter and answers")
+
+
 # -------------------------------------------------------------------------------------- spec
 
 
@@ -541,6 +565,7 @@ class Spec(Node):
     budget: Budget = Budget()
     train: Train = Train()
     eval: Eval = Eval()
+    resources: Resources = Field(Resources(), description="Ray resource requests per model stage (settings)")
 
 
 MixGroup.model_rebuild()

@@ -19,7 +19,7 @@ from mixc.hashing import json_digest
 from mixc.ir import IrPath
 from mixc.plan.dag import StageGraph, StageNode, resolve, subject_block
 from mixc.stages import REGISTRY
-from mixc.stages.base import Context, Declared, Progress, Stage, StageError, Stats, no_progress
+from mixc.stages.base import Context, Declared, Pool, Progress, Stage, StageError, Stats, no_progress
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ def error_field(spec: ir.Spec, node: StageNode, error: MixcError) -> IrPath:
 # Called before a stage is built (run None; never for a cache hit) and after every stage (its run),
 # with the stage's number and how many there are: the CLI's progress lines.
 OnStage = Callable[[StageNode, "StageRun | None", int, int], None]
+# A stage's per-item workers and whether its items always go to them (the Ray executor's actors,
+# placed where the stage's resources are); None: local processes (`process_pool`).
+Pools = Callable[[StageNode], tuple[Pool, bool]]
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Executor:
     workers: int = 1
     progress: Progress = no_progress
     on_stage: OnStage | None = None
+    pools: Pools | None = None
     _stages: dict[str, Stage] = field(default_factory=dict)
 
     def run(self, graph: StageGraph) -> dict[str, StageRun]:
@@ -122,6 +126,8 @@ class Executor:
         stage = self._stage(node.kind)
         ctx = Context(node, declared(self.spec, node), {i: runs[i].path for i in node.inputs}, Path(), self.root,
                       self.workers, self.progress, self.cache.items, self.cache.digests)
+        if self.pools is not None:
+            ctx.pool, ctx.remote_items = self.pools(node)
         ctx.fingerprint = stage.fingerprint(ctx, self.spec)
         key = run_key(node, ctx.fingerprint, None if stage.keyed_by_content else [runs[i].key for i in node.inputs])
         return stage, ctx, key
@@ -133,19 +139,23 @@ class Executor:
         except MixcError as exc:
             raise StageFailed(node, exc, error_field(self.spec, node, exc)) from None
 
+    def _hit(self, node: StageNode, key: str, fingerprint: dict) -> StageRun:
+        final = self.cache.path(node.kind, key)
+        return StageRun(node, key, True, final, Stats.read(final), _digest(fingerprint) if fingerprint else "",
+                        fingerprint)
+
     def _build(self, node: StageNode, runs: dict[str, StageRun], position: tuple[int, int]) -> StageRun:
         stage, ctx, key = self._keyed(node, runs)
         fingerprint = ctx.fingerprint
-        digest = _digest(fingerprint) if fingerprint else ""
-        final = self.cache.path(node.kind, key)
         if self.cache.has(node.kind, key):
-            return StageRun(node, key, True, final, Stats.read(final), digest, fingerprint)
+            return self._hit(node, key, fingerprint)
         with self.cache.lock(node.kind, key):
             if self.cache.has(node.kind, key):  # another compile built it while we waited
-                return StageRun(node, key, True, final, Stats.read(final), digest, fingerprint)
+                return self._hit(node, key, fingerprint)
             if self.on_stage:
                 self.on_stage(node, None, *position)
             ctx.out = self.cache.scratch(node.kind, key)
             stats = stage(ctx)
             self.cache.commit(node.kind, key, ctx.out)
-        return StageRun(node, key, False, final, stats, digest, fingerprint)
+        return StageRun(node, key, False, self.cache.path(node.kind, key), stats,
+                        _digest(fingerprint) if fingerprint else "", fingerprint)

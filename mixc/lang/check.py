@@ -16,6 +16,7 @@ from mixc.ir import IrPath
 from mixc.lang.diagnostics import Diagnostic, Span, error, sort_key, warning
 from mixc.lang.lower import Lowered, did_you_mean, load
 from mixc.planfile import MAX_VOCAB
+from mixc.storage import is_remote
 
 SHARE_TOLERANCE = 1e-6
 FLITE_VOICES = ("awb", "rms", "slt", "kal16", "kal")
@@ -182,6 +183,24 @@ def _ranges(spec: ir.Spec) -> Iterator[Problem]:
         yield (("pack", "seq_len"), f"seq_len must be at most {MAX_SEQ_LEN:,}: document starts are stored as int32",
                "the paper packs 16384 tokens")
     yield from _vocabulary(spec)
+    yield from _resources(spec)
+
+
+def _resources(spec: ir.Spec) -> Iterator[Problem]:
+    """Requests a Ray scheduler refuses: negative amounts, more than one GPU in fractions."""
+    for kind in ir.Resources.model_fields:
+        res: ir.StageResources = getattr(spec.resources, kind)
+        base = ("resources", kind)
+        for name in ("cpus", "gpus"):
+            if getattr(res, name) < 0:
+                yield (base + (name,), f"resources {kind}: {name} cannot be negative",
+                       f"0 asks for none; the default is {1 if name == 'cpus' else 0}")
+        if res.gpus > 1 and res.gpus != int(res.gpus):
+            yield (base + ("gpus",), f"resources {kind}: more than one GPU must be a whole number, found {res.gpus:g}",
+                   "fractions (0.5) share one GPU between tasks; ask for 1, 2, ... GPUs otherwise")
+        if res.memory is not None and res.memory <= 0:
+            yield (base + ("memory",), f"resources {kind}: memory must be positive",
+                   "16GB, 512MiB; leave it out to reserve none")
 
 
 def _vocabulary(spec: ir.Spec) -> Iterator[tuple[tuple[str, ...], str, str]]:
@@ -301,6 +320,8 @@ def check_unused(low: Lowered) -> Iterator[Diagnostic]:
 
 def check_files(low: Lowered) -> Iterator[Diagnostic]:
     for use in low.file_uses:
+        if is_remote(use.written):  # object storage: listed when the stage runs (a missing object is its error)
+            continue
         full = use.pattern if os.path.isabs(use.pattern) else str(low.root / use.pattern)
         if use.glob and globlib.has_magic(full):
             if not any(True for _ in globlib.iglob(full, recursive=True)):

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from mixc import ir
+from mixc import ir, storage
 from mixc.errors import SPEC, MixcError
 from mixc.ir import IrPath
 from mixc.lang import schema, units
@@ -449,7 +449,11 @@ class _Lowerer:
                 raise _Bad(f"paths are strings, found {_show(v)}", v.span, 'write "path/to/files/*.flac"', "type.path")
             if not v.value:
                 raise _Bad("empty path", v.span, None, "type.path")
-            resolved = self._resolve(v.value, v.span.file)
+            if storage.is_remote(v.value) and (not glob or path[0] == "eval"):
+                raise _Bad(f"'{path[-1]}' takes local paths here, found the URL {v.value}", v.span,
+                           "object storage (s3://, gs://) is read for the `files` of sources; copy this locally",
+                           "type.path")
+            resolved = v.value if storage.is_remote(v.value) else self._resolve(v.value, v.span.file)
             self.file_uses.append(FileUse(path, resolved, v.value, glob, v.span))
             out.append(resolved)
         return tuple(out)

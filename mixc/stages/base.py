@@ -12,26 +12,31 @@ refuses anything else, so nothing a stage reads can escape its cache key.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from mixc import ir
+from mixc import ir, storage
 from mixc.errors import SPEC, MixcError, WorkerError
 from mixc.hashing import file_digest
+from mixc.lang.workspace import expand
 from mixc.plan.dag import StageNode, resolve
 from mixc.stages.store import ItemStore
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], str, int | None], Iterator[T]]
+# Per-item workers: `pool(workers, initializer, initargs)` opens something with an order-keeping
+# `map(fn, items)` (a process pool here; Ray actors under `mixc compile --executor ray`).
+Pool = Callable[[int, Callable[..., None], tuple], AbstractContextManager[Any]]
 
 
 def no_progress(items: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
@@ -122,6 +127,8 @@ class Context:
     items: ItemStore | None = None  # per-recording memo of item-wise stages (the cache's items/)
     digest: Callable[[Path], str] = file_digest  # a file's content digest (memoised by the cache)
     fingerprint: dict = field(default_factory=dict)  # what the stage's `fingerprint` returned
+    pool: Pool | None = None  # per-item workers; None: `process_pool` (spawned processes on this machine)
+    remote_items: bool = False  # per-item work goes to `pool` even for one worker (Ray: where its resources are)
 
     @property
     def subject(self) -> str:
@@ -143,6 +150,36 @@ class Context:
 
     def inputs_of(self, *kinds: str) -> list[Path]:
         return [p for sid, p in sorted(self.inputs.items()) if sid.split(":")[0] in kinds]
+
+    def source_files(self, patterns: tuple[str, ...] | None = None) -> list[tuple[str, Path]]:
+        """(name, local file) of every file the globs name (the stage's `.files` by default), sorted:
+        local globs named by their workspace-relative path, then s3:// / gs:// globs named by their
+        URL and read from a local mirror beside the cache's items (`mixc.storage.mirror`: an object is
+        fetched again only when its size or ETag changes). Names and contents key a stage, never
+        where the mirror lives."""
+        patterns = self.read(".files") if patterns is None else patterns
+        local = tuple(p for p in patterns if not storage.is_remote(p))
+        remote = [p for p in patterns if storage.is_remote(p)]
+        out = [(os.path.relpath(p, self.root), p) for p in expand(self.root, local)]
+        return out + (storage.mirror(remote, self._mirror) if remote else [])
+
+    @property
+    def _mirror(self) -> Path:
+        return self.items.root.parent / "sources" if self.items else self.root / ".mixc" / "sources"
+
+    def source_name(self, path: Path) -> str:
+        """How reports and lineage name an input file: its URL when it is a mirrored object, else its
+        path relative to the workspace."""
+        if path.is_relative_to(self._mirror):
+            scheme, *key = path.relative_to(self._mirror).parts
+            return f"{scheme}://{'/'.join(key)}"
+        return os.path.relpath(path, self.root)
+
+    def worker_pool(self, workers: int, initializer: Callable[..., None],
+                    initargs: tuple) -> AbstractContextManager[Any]:
+        """`workers` workers for per-item work, each set up once by `initializer`: `self.pool`'s, else
+        local processes (`process_pool`). Its `map` keeps the items' order."""
+        return (self.pool or process_pool)(workers, initializer, initargs)
 
 
 @contextmanager

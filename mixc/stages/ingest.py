@@ -20,7 +20,6 @@ compile. A file whose bytes appear twice is ingested once (`duplicate` drop).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from typing import Any
 import polars as pl
 
 from mixc.audio import AUDIO_SUFFIXES, SAMPLE_RATE
-from mixc.lang.workspace import expand
 from mixc.stages.base import Context, StageError, Stats
 from mixc.stages.decode import AudioError, TooLong, decode, too_long
 from mixc.stages.items import ItemStage, RecordingManifest, item_key, put_audio
@@ -81,10 +79,9 @@ def manifest_rows(root: Path, manifest: str | None) -> list[tuple[Path, dict]]:
     return out
 
 
-def audio_inputs(root: Path, files: tuple[str, ...], manifest: str | None) -> tuple[list[tuple[Path, dict]], int]:
+def audio_inputs(root: Path, globbed: list[Path], manifest: str | None) -> tuple[list[tuple[Path, dict]], int]:
     """Every input file with its metadata (globbed files first, then manifest rows, each path once),
     and how many globbed files were skipped for not having an audio suffix."""
-    globbed = expand(root, files)
     audio: list[tuple[Path, dict]] = [(p, {}) for p in globbed if p.suffix.lower() in AUDIO_SUFFIXES]
     seen = {p.resolve() for p, _ in audio}
     for path, meta in manifest_rows(root, manifest):
@@ -100,7 +97,7 @@ def _kind(reason: str) -> str:
 
 
 def _inputs(ctx: Context) -> tuple[list[tuple[Path, dict]], int]:
-    return audio_inputs(ctx.root, ctx.read(".files"), ctx.read(".manifest"))
+    return audio_inputs(ctx.root, [path for _, path in ctx.source_files()], ctx.read(".manifest"))
 
 
 class IngestStage(ItemStage):
@@ -174,7 +171,7 @@ def _candidates(ctx: Context, stats: Stats, files: list[tuple[Path, dict]]) -> l
     """Each distinct existing file, by content id; missing ones quarantined, repeated bytes dropped."""
     out, seen = [], set()
     for path, meta in files:
-        rel = os.path.relpath(path, ctx.root)
+        rel = ctx.source_name(path)
         if not path.is_file():
             reason = "missing file (named by the manifest)"
             stats.quarantine(rel, reason, _kind(reason))

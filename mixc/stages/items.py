@@ -11,7 +11,8 @@ suffix `item` points at. An item is a JSON list of the stage's typed records (`R
 A recording's item key hashes the stage's parameters, its backend's model revision and the
 recording's upstream item key, so a result is found again whatever file the audio came from, and a
 killed stage resumes from the recordings it finished. Recordings without a stored result run in
-`ctx.workers` processes (spawned; each loads the backend once).
+`ctx.workers` processes (spawned; each loads the backend once), or Ray actors under the Ray executor
+(`ctx.pool`; there, always in the pool, which holds the stage's declared resources).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from mixc.audio import Interval
-from mixc.stages.base import Context, Declared, Stage, Stats, process_pool
+from mixc.stages.base import Context, Declared, Stage, Stats
 from mixc.stages.store import ItemStore
 
 AUDIO_KIND, AUDIO_SUFFIX = "ingest", ".flac"
@@ -133,15 +134,17 @@ def _in_this_process(tasks: list[tuple]) -> Iterator[None]:
 def _runner(ctx: Context, stage: ItemStage, todo: int) -> Iterator[Callable[[list[tuple]], Iterator[None]]]:
     """Runs tasks in this process (one worker, or one task) or in a spawned pool, yielding per task."""
     workers = min(ctx.workers, todo // stage.items_per_worker)
+    if ctx.remote_items and todo:
+        workers = max(1, workers)
     assert ctx.items is not None, "item stages run with the cache's item store"
     args = (stage.kind, ctx.config, threads_per_worker(workers), str(ctx.items.root), stage.load_args(ctx))
-    if workers <= 1:
+    if workers <= 1 and not (ctx.remote_items and todo):
         if todo:
             _init(*args)
         yield _in_this_process
         _worker.clear()
         return
-    with process_pool(workers, _init, args) as pool:
+    with ctx.worker_pool(workers, _init, args) as pool:
         yield lambda tasks: pool.map(_task, tasks)
 
 

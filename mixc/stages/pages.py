@@ -43,7 +43,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import unicodedata
 import zlib
@@ -59,8 +58,7 @@ from typing import Any, ClassVar, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixc.lang.workspace import expand
-from mixc.stages.base import Context, Stage, Stats, process_pool
+from mixc.stages.base import Context, Pool, Stage, Stats, process_pool
 from mixc.stages.items import item_key
 from mixc.stages.store import ItemStore
 
@@ -241,11 +239,10 @@ def _file_pages(path: Path, rel: str, src: Source) -> Iterator[RawPage | Rejecte
     return _html_file(path, rel)
 
 
-def read_pages(root: Path, files: list[Path], src: Source) -> Iterator[RawPage | Rejected]:
-    """Every page of the files, in order; a file that breaks is set aside from the damage on."""
+def read_pages(files: list[tuple[str, Path]], src: Source) -> Iterator[RawPage | Rejected]:
+    """Every page of the (name, file)s, in order; a file that breaks is set aside from the damage on."""
     errors = read_errors()
-    for path in files:
-        rel = os.path.relpath(path, root)
+    for rel, path in files:
         try:
             yield from _file_pages(path, rel, src)
         except errors as exc:
@@ -388,8 +385,8 @@ class Extractor:
     """Extracts the pages not in the memo: here, or in `workers` processes from the first window with
     POOL_MIN pages to do to the stage's end."""
 
-    def __init__(self, workers: int, store: ItemStore | None, stack: ExitStack):
-        self.workers, self.store, self.stack = workers, store, stack
+    def __init__(self, workers: int, store: ItemStore | None, stack: ExitStack, pool: Pool = process_pool):
+        self.workers, self.store, self.stack, self.pools = workers, store, stack, pool
         self.root = str(store.root) if store is not None else None
         self.pool: Any = None
         self.extracted = self.cached = 0
@@ -397,7 +394,7 @@ class Extractor:
 
     def _map(self, batches: list[list[tuple[str, bytes]]]) -> Iterator[list[Extracted]]:
         if self.pool is None and self.workers > 1 and sum(map(len, batches)) >= POOL_MIN:
-            self.pool = self.stack.enter_context(process_pool(self.workers, _init_worker, (self.root,)))
+            self.pool = self.stack.enter_context(self.pools(self.workers, _init_worker, (self.root,)))
         return self.pool.map(extract_batch, batches) if self.pool is not None else map(extract_batch, batches)
 
     def extract(self, pages: dict[str, bytes]) -> dict[str, Extracted]:
@@ -526,16 +523,16 @@ class ExtractStage(Stage):
     reads = (".files", ".format", ".field", ".content", ".url_field", ".language", ".min_chars", ".dedup")
 
     def fingerprint(self, ctx: Context, spec) -> dict:
-        files = {os.path.relpath(p, ctx.root): ctx.digest(p) for p in expand(ctx.root, ctx.read(".files"))}
+        files = {name: ctx.digest(p) for name, p in ctx.source_files()}
         return {"files": files, "trafilatura": version("trafilatura"), "warcio": version("warcio"),
                 "langid": f"py3langid=={version('py3langid')}"}
 
     def run(self, ctx: Context, stats: Stats) -> None:
-        files = expand(ctx.root, ctx.read(".files"))
+        files = ctx.source_files()
         filters = PageFilters(ctx.read(".min_chars"), ctx.read(".language"), ctx.read(".dedup"))
-        stream = ctx.progress(read_pages(ctx.root, files, Source.of(ctx)), f"extract {ctx.subject}", None)
+        stream = ctx.progress(read_pages(files, Source.of(ctx)), f"extract {ctx.subject}", None)
         with ExitStack() as stack:
-            extractor = Extractor(ctx.workers, ctx.items, stack)
+            extractor = Extractor(ctx.workers, ctx.items, stack, ctx.worker_pool)
             rows = self._pages(chunked(stream, WINDOW), filters, extractor, stats)
             summary = Pages.write(ctx.out, rows, stats.dropped)
         stats.items_out = summary["pages"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mixc.plan.vocab import TextVocab
-from mixc.stages.base import Context, Stage, Stats, process_pool
+from mixc.stages.base import Context, Stage, Stats
 from mixc.stages.contamination import DROP_REASON, decontaminate_reads, overlapping_units
 from mixc.stages.text import Documents
 from mixc.stages.tokenizer import Codec, VocabFile, load_codec
@@ -133,7 +133,7 @@ class TokenizeStage(Stage):
         writer = TokenWriter(ctx.out, vocab_from=tokenizer)
         total = Documents.count(docs)
         progress = ctx.progress(range(total), f"tokenize {ctx.subject}", total)
-        with self._encoder(ctx.workers, tokenizer) as encode:
+        with self._encoder(ctx, tokenizer) as encode:
             for window in _windows(_batches(docs, self.batch_docs, drop), 4 * ctx.workers):
                 for ids, arrays in encode(window):
                     for doc_id, array in zip(ids, arrays):
@@ -146,10 +146,10 @@ class TokenizeStage(Stage):
 
     @staticmethod
     @contextmanager
-    def _encoder(workers: int, tokenizer: Path) -> Iterator[Callable]:
-        if workers <= 1:
+    def _encoder(ctx: Context, tokenizer: Path) -> Iterator[Callable]:
+        if ctx.workers <= 1:
             _init_worker(str(tokenizer))
             yield lambda window: map(_encode, window)
             return
-        with process_pool(workers, _init_worker, (str(tokenizer),)) as pool:
+        with ctx.worker_pool(ctx.workers, _init_worker, (str(tokenizer),)) as pool:
             yield lambda window: pool.map(_encode, window)

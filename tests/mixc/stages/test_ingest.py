@@ -156,3 +156,31 @@ def test_a_manifest_names_files_and_carries_metadata(tmp_path):
     rows = RecordingManifest.read(run.path).rows
     assert [json.loads(r["meta"]) for r in rows] == [{"show": "weather"}]
     assert [q["reason"] for q in run.stats.quarantined] == ["missing file (named by the manifest)"]
+
+
+def test_audio_in_object_storage_is_the_same_recordings_named_by_url(tmp_path, s3):
+    """`files = "s3://..."`: objects are mirrored locally, keyed by content like local files, and
+    reports and lineage name them by their URLs (a real S3 server: moto)."""
+    local = tmp_path / "local"
+    good_files(local / "audio" / "good")
+    bad_files(local / "audio" / "bad")
+    for path in sorted((local / "audio").rglob("*")):
+        if path.is_file():
+            s3.put(f"pods/{path.relative_to(local / 'audio').as_posix()}", path.read_bytes())
+    here = ingest(local)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "pyproject.toml").write_text("")
+    (remote / "s.mix").write_text(SPEC.format(max_seconds=5).replace('"audio/**/*"', f'"{s3.url}/pods/**/*"'))
+    low = load(remote / "s.mix")
+    assert low.ok and low.ir.sources["web"].files == (f"{s3.url}/pods/**/*",)  # kept verbatim, not a path
+    dag = {k: v for k, v in graph(low.ir).items() if k == "ingest:web"}
+    there = Executor(low.ir, low.root, Cache(remote / "cache")).run(dag)["ingest:web"]
+
+    def rows(run):
+        return sorted((r["audio"], r["path"]) for r in RecordingManifest.read(run.path).rows)
+    assert [a for a, _ in rows(there)] == [a for a, _ in rows(here)]  # the same recordings, by content
+    assert {p for _, p in rows(there)} == {f"{s3.url}/pods/good/{name}" for name in good_files(tmp_path / "x")}
+    quarantined = {q["item"] for q in there.stats.quarantined}
+    assert quarantined == {f"{s3.url}/pods/bad/{name}" for name in bad_files(tmp_path / "y")}
+    assert (remote / "cache" / "sources" / "s3").is_dir()
