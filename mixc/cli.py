@@ -25,6 +25,14 @@ class SpecPath(click.Path):
         return f"{checked}{POINT_AT}{point}" if point is not None else checked
 
 
+class PlanPath(click.Path):
+    """A compiled plan.json: a local file, or an s3:// / gs:// URL (read from object storage)."""
+
+    def convert(self, value, param, ctx):
+        from mixc.storage import is_remote
+        return value if is_remote(value) else super().convert(value, param, ctx)
+
+
 SPEC = SpecPath(exists=True, dir_okay=False, path_type=str)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
                       help="text for people, json for editors and CI")
@@ -92,8 +100,18 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                         help="the stage cache [default: $MIXC_CACHE, else .mixc/cache in the spec's workspace]")
+class CachePath(click.Path):
+    """A cache folder, or an s3:// / gs:// URL (shared over object storage), kept as a string."""
+
+    def convert(self, value, param, ctx):
+        from mixc.storage import is_remote
+        return value if is_remote(value) else super().convert(value, param, ctx)
+
+
+CACHE_DIR = click.option("--cache-dir", type=CachePath(file_okay=False, path_type=Path), default=None,
+                         help="the stage cache: a folder, or an s3:// / gs:// URL shared between machines (with "
+                              ".mixc/cache as the local working cache) [default: $MIXC_CACHE, else .mixc/cache in "
+                              "the spec's workspace]")
 
 
 @cli.command()
@@ -101,7 +119,7 @@ CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False, path_ty
 @FORMAT
 @NO_SIZES
 @CACHE_DIR
-def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
+def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | str | None) -> None:
     """Show the stage DAG and the per-source budget table, before any compute.
 
     For each mixture leaf: its kind, its share of the whole budget, files and hours found,
@@ -128,14 +146,14 @@ def plan(spec: str, fmt: str, no_sizes: bool, cache_dir: Path | None) -> None:
     sys.exit(1 if result.feasible() is False else 0)
 
 
-def _cache_preview(low, stages, cache_dir: Path | None) -> dict[str, bool] | None:
+def _cache_preview(low, stages, cache_dir: Path | str | None) -> dict[str, bool] | None:
     """Cache hits per stage, when there is a cache to look in."""
-    from mixc.build.cache import Cache, default_root
-    root = cache_dir or default_root(low.root)
-    if not root.is_dir():
+    from mixc.build.cache import open_cache
+    cache = open_cache(cache_dir, low.root, create=False)
+    if cache.remote is None and not cache.root.is_dir():
         return None
     from mixc.build.execute import Executor
-    return Executor(low.spec, low.root, Cache(root, create=False)).preview(stages)
+    return Executor(low.spec, low.root, cache).preview(stages)
 
 
 @cli.command()
@@ -194,14 +212,22 @@ def _stage_lines(node, run, number: int, total: int) -> None:
 
 @cli.command("compile")
 @click.argument("spec", type=SPEC)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="output folder for plan.json, mix.lock, report.md and the streams [default: build/SPEC-NAME]")
+@click.option("--out", "out_arg", default=None,
+              help="output folder for plan.json, mix.lock, report.md and the streams, or an s3:// / gs:// URL "
+                   "(built locally, then uploaded; plan.json last) [default: build/SPEC-NAME]")
 @CACHE_DIR
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="processes for the parallel stages (audio stages, tokenization)")
 @click.option("--progress/--no-progress", default=None,
               help="progress bars on stderr [default: when stderr is a terminal]")
-def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers: int, progress: bool | None) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: stages one at a time in this process; ray: stages as Ray tasks, per-item work as "
+                   "Ray actors (the cache must be on a file system every Ray node sees)")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="ray: the cluster's head, as `ray start --head` prints it [default: $RAY_ADDRESS, else a "
+                   "new cluster on this machine]")
+def compile_command(spec: str, out_arg: str | None, cache_dir: Path | str | None, workers: int,
+                    progress: bool | None, executor: str, address: str | None) -> None:
     """Build the spec's data: run (or reuse) every stage, write MDS streams and the training plan.
 
     Each stage's result is cached under a key that hashes what it reads (spec values, input file
@@ -209,36 +235,68 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
     touches; a killed compile resumes where it stopped. Writes OUT/plan.json (for `mixc train`),
     OUT/mix.lock (hashes of every source, the tokenizer and every shard) and OUT/report.md
     (tokens per stream vs the spec, drops by reason, cache hits, time per stage).
+
+    With --executor ray, every stage whose inputs are done runs at once as a Ray task, with the
+    spec's `resources { }` requests; the shards are byte for byte those of a local compile.
     """
-    from mixc.build.cache import Cache, default_root
+    import functools
+    from collections.abc import Callable
+
+    from mixc.build.cache import open_cache
     from mixc.build.compile import compile_spec
+    from mixc.build.execute import Executor
     from mixc.lang.diagnostics import SpecError, render_all
     low, diags = _load_and_check(spec)
     if _has_errors(diags):
         click.echo(render_all(diags, low.texts))
         sys.exit(1)
-    out = out or Path("build") / Path(spec).stem
-    cache = Cache(cache_dir or default_root(low.root))
+    if address and executor != "ray":
+        raise click.UsageError("--address is for --executor ray")
+    from mixc import storage
+    cache = open_cache(cache_dir, low.root)
+    remote = out_arg if storage.is_remote(out_arg) else None
+    if remote:
+        from mixc.build.publish import publish, staging
+        storage.check_bucket(remote)  # before any stage runs
+        out = staging(cache, remote)
+    else:
+        out = Path(out_arg) if out_arg else Path("build") / Path(spec).stem
     show = sys.stderr.isatty() if progress is None else progress
+    run_with: Callable[..., Executor] = Executor
+    if executor == "ray":
+        from mixc.build.ray_executor import RayExecutor
+        run_with = functools.partial(RayExecutor, address=address)
     try:
-        result = compile_spec(low, spec, out, cache, workers, _progress(show), _stage_lines)
+        result = compile_spec(low, spec, out, cache, workers, _progress(show), _stage_lines, run_with)
     except SpecError as exc:
         click.echo(render_all(exc.diagnostics, low.texts))
         sys.exit(exc.exit_code)
+    if remote:
+        done = publish(out, remote)
+        click.echo(f"uploaded to {remote}: {len(done.uploaded)} files sent, {len(done.kept)} already there"
+                   + (f", {len(done.removed)} stale removed" if done.removed else ""), err=True)
     built = sum(not r.hit for r in result.runs.values())
     click.echo(f"compiled {spec} in {result.seconds:.1f}s: {built} stages built, "
-               f"{len(result.runs) - built} from the cache ({cache.root})")
+               f"{len(result.runs) - built} from the cache ({cache.root}" + (f", shared at {cache.remote})"
+                                                                              if cache.remote else ")"))
     for stream in result.plan.streams:
         click.echo(f"  {stream.name:<16} {stream.samples:>9,} sequences  {stream.tokens:>13,} tokens  "
                    f"share {stream.share:6.2%}  passes {stream.repeat:.2f}")
-    click.echo(f"plan:   {out / 'plan.json'}\nlock:   {out / 'mix.lock'}\nreport: {out / 'report.md'}")
+    shown = remote.rstrip("/") + "/" if remote else f"{out}{os.sep}"
+    click.echo(f"plan:   {shown}plan.json\nlock:   {shown}mix.lock\nreport: {shown}report.md")
 
 
 @cli.command()
-@click.argument("plan_file", metavar="PLAN", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("plan_file", metavar="PLAN", type=PlanPath(exists=True, dir_okay=False, path_type=str))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="checkpoints and metrics go here; rerunning with the same folder resumes "
-                   "[default: runs/RUN-NAME beside the plan]")
+                   "[default: runs/RUN-NAME beside the plan; for a plan URL, in the working folder]")
+@click.option("--data-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="for a plan URL (s3://...): the local folder its shards stream into, checked against mix.lock; "
+                   "one per machine [default: $MIXC_CACHE/streams, else ~/.cache/mixc/streams]")
+@click.option("--checkpoints", default=None, metavar="URL",
+              help="also upload every checkpoint to this s3:// / gs:// URL, and resume from it when the run "
+                   "folder has none (a new machine; every node of a multi-node run)")
 @click.option("--max-duration", default=None,
               help="stop early, in Composer's units: 20ba (batches), 1ep; default: the plan's steps")
 @click.option("--seed", type=int, default=None,
@@ -250,18 +308,22 @@ def compile_command(spec: str, out: Path | None, cache_dir: Path | None, workers
 @click.option("--mlflow-run", default=None, help="the MLflow run name (a resumed run continues it)")
 @click.option("--mlflow-params", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="a JSON object of parameters to log with the run")
-def train(plan_file: Path, run_dir: Path | None, max_duration: str | None, seed: int | None, mlflow_uri: str | None,
-          mlflow_experiment: str | None, mlflow_run: str | None, mlflow_params: Path | None) -> None:
+def train(plan_file: str, run_dir: Path | None, data_cache: Path | None, checkpoints: str | None,
+          max_duration: str | None, seed: int | None, mlflow_uri: str | None, mlflow_experiment: str | None,
+          mlflow_run: str | None, mlflow_params: Path | None) -> None:
     """Pretrain the SpeechLM on a compiled plan with Composer (one CPU, or GPUs via the launcher).
 
     Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
     estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
-    GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`.
+    GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`. PLAN may be an
+    s3:// or gs:// URL (`mixc compile --out URL`): the shards stream into --data-cache, each checked
+    against mix.lock.
     """
     from runtime.tracking import Tracking
     from runtime.train import train as run_training
     tracking = Tracking.of(mlflow_uri, mlflow_experiment, mlflow_run, mlflow_params)
-    run_training(plan_file, run_dir=run_dir, max_duration=max_duration, seed=seed, tracking=tracking)
+    run_training(plan_file, run_dir=run_dir, max_duration=max_duration, seed=seed, tracking=tracking,
+                 data_cache=data_cache, checkpoints=checkpoints)
 
 
 @cli.command("eval")
@@ -305,7 +367,7 @@ def eval_(target: Path, plan_file: Path | None, device: str | None) -> None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="compile worker processes")
 @NO_SIZES
 def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int | None, max_duration: str | None,
-           tracking_uri: str | None, dry_run: bool, report_dir: Path | None, cache_dir: Path | None, workers: int,
+           tracking_uri: str | None, dry_run: bool, report_dir: Path | None, cache_dir: Path | str | None, workers: int,
            no_sizes: bool) -> None:
     """Run ablations end to end: BASE.mix ABLATION.mix... or one GRID.mix.
 
@@ -318,7 +380,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
     and 95% interval over seeds and the paired difference to the base; DIR/results.png and
     DIR/loss.png plot them. Rerunning the command resumes: nothing finished is redone.
     """
-    from mixc.build.cache import Cache, default_root
+    from mixc.build.cache import open_cache
     from mixc.experiments import cost, results
     from mixc.experiments.points import PointsError, resolve
     from mixc.experiments.runner import Experiment, MlflowStore
@@ -344,7 +406,7 @@ def ablate(specs: tuple[str, ...], out: Path | None, seeds: int, parallel: int |
     parallel = parallel or max(1, gpus)
     uri = tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
     experiment = Experiment(out, points, seeds, MlflowStore(uri, out.resolve().name))
-    cache = Cache(cache_dir or default_root(base.root))
+    cache = open_cache(cache_dir, base.root)
     for point in points:
         click.echo(f"  {point.name:<28} {point.summary()}")
     click.echo(cost.render(cost.estimate(experiment, cache), device))

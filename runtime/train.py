@@ -42,8 +42,10 @@ from streaming import StreamingDataset
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 
+from mixc import storage
 from mixc.errors import DataError, UsageError
 from mixc.planfile import Lock, OptimizerPlan, SchedulePlan, TrainingPlan
+from runtime.checkpoints import checkpointing
 from runtime.composer_model import SpeechLMComposer, batch_token_counts
 from runtime.data import build_dataset, build_loader, release
 from runtime.evaluate import EvalCallback, write_run_report
@@ -212,9 +214,11 @@ def latest_checkpoint(save_folder: Path) -> Path | None:
 
 def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str, max_duration: str | int | None,
                   callbacks: Sequence[Callback], num_workers: int,
-                  tracking: Tracking | None = None) -> tuple[Trainer, StreamingDataset]:
-    """The Composer Trainer for a verified plan (autoresuming from run_dir/checkpoints), and the
-    dataset it reads, which the caller releases when done."""
+                  tracking: Tracking | None = None, checkpoints: str | None = None,
+                  remote: str | None = None) -> tuple[Trainer, StreamingDataset]:
+    """The Composer Trainer for a verified plan (autoresuming from run_dir/checkpoints, else from
+    the `checkpoints` URL it also uploads to), and the dataset it reads, which the caller releases
+    when done. `remote`: the URL of a plan read from object storage (`plan_dir` is its local mirror)."""
     name = run_name(plan, plan_dir)
     per_device = device_batch_size(plan.trainer.global_batch, dist.get_world_size())
     precision = resolve_precision(plan.trainer.precision, device)
@@ -226,11 +230,12 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
     say(f"{plan.model.backbone or plan.model.preset} ({n_params / 1e6:,.1f}M parameters) | "
         f"{dist.get_world_size()} x {device}, {precision}, {strategy} | "
         f"batch {plan.trainer.global_batch} x {plan.seq_len} tokens | run {name} in {run_dir}")
-    dataset = build_dataset(plan, plan_dir, per_device)
+    dataset = build_dataset(plan, plan_dir, per_device, remote=remote)
     monitor = MetricsLog(run_dir / "metrics.jsonl", plan.trainer.log_every, flops_per_token(net, plan.seq_len),
                          peak_flops(device, precision))
     clipping = [GradientClipping(clipping_type="norm", clipping_threshold=plan.trainer.grad_clip)]
     evals = [EvalCallback(plan, plan_dir, run_dir / "metrics.jsonl")] if plan.eval.sets else []
+    saver, uploaders = checkpointing(plan, run_dir, checkpoints)
     trainer = Trainer(
         model=SpeechLMComposer(net, pad_id=plan.vocab.pad),
         train_dataloader=DataSpec(build_loader(dataset, per_device, num_workers),
@@ -242,29 +247,41 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
         schedulers=build_scheduler(plan.schedule, plan.trainer.steps),
         step_schedulers_every_batch=True,
         algorithms=clipping if plan.trainer.grad_clip > 0 else [],
-        callbacks=[monitor, *evals, *callbacks],
+        callbacks=[monitor, saver, *evals, *callbacks],
         device=device,
         precision=precision,
         device_train_microbatch_size=plan.trainer.micro_batch or per_device,
         parallelism_config=parallel,
-        save_folder=str(run_dir / "checkpoints"),
-        save_interval=f"{plan.trainer.checkpoint_every}ba",
-        save_num_checkpoints_to_keep=plan.trainer.checkpoint_keep,
+        save_folder=saver.folder,
         autoresume=True,
         run_name=name,
         seed=plan.seed,
         progress_bar=False,
         log_to_console=False,
-        loggers=[tracking.logger()] if tracking else [],
+        loggers=[*uploaders, *([tracking.logger()] if tracking else [])],
     )
     if tracking:
         trainer.logger.log_hyperparameters({"seed": plan.seed, "ir_hash": plan.ir_hash, **tracking.params})
     return trainer, dataset
 
 
+def _fit(trainer: Trainer, mirror: Path | None) -> None:
+    """trainer.fit(); for a remote plan, a shard that failed its check (in Streaming's download
+    thread, where it surfaces as a bare RuntimeError) is reported as the ShardMismatch it is."""
+    try:
+        trainer.fit()
+    except Exception:
+        if mirror is not None:
+            from runtime.remote import mismatch
+            if (found := mismatch(mirror)) is not None:
+                raise found from None
+        raise
+
+
 def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration: str | int | None = None,
           device: str | None = None, *, callbacks: Sequence[Callback] = (),
-          num_workers: int | None = None, seed: int | None = None, tracking: Tracking | None = None) -> TrainResult:
+          num_workers: int | None = None, seed: int | None = None, tracking: Tracking | None = None,
+          checkpoints: str | None = None, data_cache: str | Path | None = None) -> TrainResult:
     """Train (or resume training) the plan's model on the plan's shards; see the module docstring.
 
     run_dir: checkpoints/ and metrics.jsonl go here (default: runs/<run name> beside plan.json).
@@ -274,31 +291,46 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
     seed: the training seed (initial weights, data order) instead of the plan's: another replicate of
     the same compiled data; the run folder's plan.json records it (resume with the same seed).
     tracking: log parameters and metrics to MLflow as well (`runtime.tracking`).
+    checkpoints: an object-storage URL (s3://bucket/prefix) every checkpoint is uploaded to and a
+    relaunch resumes from when the run folder has none (`runtime.checkpoints`).
+    plan_path may be an s3:// or gs:// URL: the plan folder is mirrored into `data_cache` (default
+    `$MIXC_CACHE/streams`, else ~/.cache/mixc/streams) and its shards stream in, each checked against
+    mix.lock (`runtime.remote`); run_dir then defaults to runs/<run name> in the working folder.
     Raises ShardMismatch (before anything is built or written) when the shards are not mix.lock's, and
     RunDirConflict when run_dir holds another plan's run.
     """
-    plan_path = Path(plan_path).resolve()
+    remote = str(plan_path) if storage.is_remote(str(plan_path)) else None
     device = resolve_device(device)
     share_cpu_threads(device)
     if dist.get_world_size() > 1:
         dist.initialize_dist(device)  # before Streaming, which would otherwise make its own group
-    plan = read_checked_plan(plan_path)
-    say(f"plan {plan_path}: shards match mix.lock")
+    if remote:
+        from runtime.remote import default_data_cache, fetch_plan
+        cache = Path(data_cache).expanduser().resolve() if data_cache else default_data_cache()
+        plan_path = fetch_plan(remote, cache, part=dist.get_local_rank(), parts=dist.get_local_world_size())
+        plan = TrainingPlan.read(plan_path)
+        say(f"plan {remote}: mix.lock, indexes and eval sets checked; shards stream into {plan_path.parent}, "
+            "each checked against mix.lock")
+    else:
+        plan_path = Path(plan_path).resolve()
+        plan = read_checked_plan(plan_path)
+        say(f"plan {plan_path}: shards match mix.lock")
     if seed is not None:
         plan = plan.model_copy(update={"seed": seed})
-    run_dir = Path(run_dir).resolve() if run_dir else plan_path.parent / "runs" / run_name(plan, plan_path.parent)
+    runs = Path("runs").resolve() if remote else plan_path.parent / "runs"
+    run_dir = Path(run_dir).resolve() if run_dir else runs / run_name(plan, plan_path.parent)
     claim_run_dir(run_dir, plan, plan_path)
     workers = num_workers if num_workers is not None else (4 if device == "gpu" else 0)
     trainer, dataset = build_trainer(plan, plan_path.parent, run_dir, device, max_duration, callbacks, workers,
-                                     tracking)
-    checkpoints = run_dir / "checkpoints"
+                                     tracking, checkpoints, remote)
+    saved = run_dir / "checkpoints"
     if int(trainer.state.timestamp.batch):
-        say(f"resuming from step {int(trainer.state.timestamp.batch)} ({latest_checkpoint(checkpoints)})")
+        say(f"resuming from step {int(trainer.state.timestamp.batch)} ({latest_checkpoint(saved)})")
     try:
         elapsed = trainer.state.get_elapsed_duration()
         assert elapsed is not None, "build_trainer sets a max_duration"
         if elapsed < 1:  # Composer refuses to fit a finished run
-            trainer.fit()
+            _fit(trainer, plan_path.parent if remote else None)
         else:
             say(f"the run already reached {trainer.state.max_duration}; nothing to train")
     finally:
@@ -307,12 +339,12 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
     metrics = run_dir / "metrics.jsonl"
     scored = next((c.last for c in trainer.state.callbacks if isinstance(c, EvalCallback)), None)
     if scored and dist.get_global_rank() == 0:
-        table = write_run_report(run_dir, scored, int(trainer.state.timestamp.batch), latest_checkpoint(checkpoints),
+        table = write_run_report(run_dir, scored, int(trainer.state.timestamp.batch), latest_checkpoint(saved),
                                  plan_path, plan.ir_hash)
         say(f"evaluation ({run_dir / 'report.md'}):\n" + "\n".join(table.splitlines()[4:4 + 2 + len(scored)]))
     loss = trainer.state.total_loss_dict.get("loss/train/total", last_logged_loss(metrics))
     result = TrainResult(step=int(trainer.state.timestamp.batch), loss=loss,
-                         checkpoint=latest_checkpoint(checkpoints), run_dir=run_dir, metrics=metrics)
+                         checkpoint=latest_checkpoint(saved), run_dir=run_dir, metrics=metrics)
     say(f"done at step {result.step}, loss {result.loss} | checkpoint {result.checkpoint} | "
         f"metrics {result.metrics} | run dir {result.run_dir}")
     return result
