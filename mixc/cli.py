@@ -26,7 +26,7 @@ class SpecPath(click.Path):
 
 
 class PlanPath(click.Path):
-    """A compiled plan.json: a local file, or an s3:// / gs:// URL (read from object storage)."""
+    """A compiled plan.json: a local file, or an s3:// URL (read from object storage)."""
 
     def convert(self, value, param, ctx):
         from mixc.storage import is_remote
@@ -101,7 +101,7 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
 
 
 class CachePath(click.Path):
-    """A cache folder, or an s3:// / gs:// URL (shared over object storage), kept as a string."""
+    """A cache folder, or an s3:// URL (shared over object storage), kept as a string."""
 
     def convert(self, value, param, ctx):
         from mixc.storage import is_remote
@@ -109,7 +109,7 @@ class CachePath(click.Path):
 
 
 CACHE_DIR = click.option("--cache-dir", type=CachePath(file_okay=False, path_type=Path), default=None,
-                         help="the stage cache: a folder, or an s3:// / gs:// URL shared between machines (with "
+                         help="the stage cache: a folder, or an s3:// URL shared between machines (with "
                               ".mixc/cache as the local working cache) [default: $MIXC_CACHE, else .mixc/cache in "
                               "the spec's workspace]")
 
@@ -213,7 +213,7 @@ def _stage_lines(node, run, number: int, total: int) -> None:
 @cli.command("compile")
 @click.argument("spec", type=SPEC)
 @click.option("--out", "out_arg", default=None,
-              help="output folder for plan.json, mix.lock, report.md and the streams, or an s3:// / gs:// URL "
+              help="output folder for plan.json, mix.lock, report.md and the streams, or an s3:// URL "
                    "(built locally, then uploaded; plan.json last) [default: build/SPEC-NAME]")
 @CACHE_DIR
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -316,7 +316,7 @@ def train(plan_file: str, run_dir: Path | None, data_cache: Path | None, checkpo
     Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
     estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
     GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`. PLAN may be an
-    s3:// or gs:// URL (`mixc compile --out URL`): the shards stream into --data-cache, each checked
+    s3:// URL (`mixc compile --out URL`): the shards stream into --data-cache, each checked
     against mix.lock.
     """
     from runtime.tracking import Tracking

@@ -1,4 +1,6 @@
-"""Object storage: `s3://` and `gs://` URLs, read and written through fsspec (s3fs, gcsfs).
+"""Object storage: `s3://` URLs, read and written through fsspec (s3fs). `gs://` URLs are recognised
+and refused with a hint: gcsfs cannot be installed beside Streaming 0.13 (their google-cloud-storage
+pins do not meet), and Google Cloud Storage answers at its S3-compatible endpoint instead.
 
 Where mixc accepts a folder it may accept a URL instead: `mixc compile --out s3://bucket/prefix`,
 `--cache-dir s3://bucket/cache`, `mixc train s3://bucket/prefix/plan.json`, and sources' files. The
@@ -83,7 +85,12 @@ def filesystem(url: str) -> Any:
             _filesystems[key] = fsspec.filesystem("s3", endpoint_url=endpoint, use_listings_cache=False,
                                                   skip_instance_cache=True)
         else:
-            _filesystems[key] = fsspec.filesystem(scheme, skip_instance_cache=True)
+            raise StorageError(
+                f"{url}: gs:// is not readable here: fsspec's gcsfs needs google-cloud-storage >= 3.11, and "
+                "MosaicML Streaming 0.13 pins it below 3.3",
+                "reach Google Cloud Storage through its S3-compatible API: "
+                "S3_ENDPOINT_URL=https://storage.googleapis.com, HMAC keys as AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY, and s3://BUCKET/... URLs")
     return _filesystems[key]
 
 

@@ -43,7 +43,7 @@ def default_root(workspace: Path) -> Path:
 
 
 def open_cache(cache_dir: str | Path | None, workspace: Path, create: bool = True) -> Cache:
-    """The cache a command uses: `cache_dir` (a folder or an s3:// / gs:// URL), else `$MIXC_CACHE`
+    """The cache a command uses: `cache_dir` (a folder or an s3:// URL), else `$MIXC_CACHE`
     (likewise), else `.mixc/cache` in the workspace. A URL is shared over object storage, with the
     workspace's `.mixc/cache` as the local working cache. `create` False: look, never build or pull."""
     chosen = str(cache_dir) if cache_dir is not None else os.environ.get(CACHE_ENV)

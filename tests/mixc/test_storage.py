@@ -80,3 +80,10 @@ def test_missing_credentials_are_a_clear_error(s3, monkeypatch, tmp_path):
     with pytest.raises(StorageError, match="no credentials") as info:
         storage.listing(f"{s3.url}/x")
     assert "AWS_ACCESS_KEY_ID" in (info.value.hint or "")
+
+
+def test_a_gs_url_is_refused_with_the_s3_compatible_route():
+    with pytest.raises(storage.StorageError) as caught:
+        storage.exists("gs://bucket/x")
+    assert "gs:// is not readable here" in caught.value.message
+    assert "S3_ENDPOINT_URL=https://storage.googleapis.com" in (caught.value.hint or "")
