@@ -487,6 +487,9 @@ class Train(Node):
     schedule: Schedule = Schedule()
     grad_clip: float = 1.0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    attention: Literal["causal", "document"] = Field(
+        "document", description="document: a token attends only to earlier tokens of its own packed document, and "
+        "positions restart at each document; causal: to every earlier token of the sequence")
     parallelism: Parallelism = Parallelism()
     checkpoint: Checkpoint = Checkpoint()
     log_every: int = 10

@@ -55,6 +55,9 @@ class VocabLayout(_Model):
 class ModelPlan(_Model):
     preset: Literal["tiny", "125m", "1b", "3b"]
     backbone: str | None = Field(None, description="absolute path of a local Hugging Face text LM")
+    attention: Literal["causal", "document"] = Field(
+        "document", description="document: attention stays within each packed document, positions restart at "
+        "each (the shards' `boundaries`); causal: over the whole sequence")
 
 
 class OptimizerPlan(_Model):

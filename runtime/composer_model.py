@@ -1,6 +1,8 @@
 """The SpeechLM as a Composer model: masked next-token cross entropy over the joint vocabulary.
 
-A batch is `{"tokens": int64 [B, T], "loss_mask": [B, T]}` as `runtime.data.collate` builds it. Position
+A batch is `{"tokens": int64 [B, T], "loss_mask": [B, T], "doc_ids": int64 [B, T], "positions": int64 [B, T]}`
+as `runtime.data.collate` builds it; the model uses the last two under document attention (a batch
+without them is one document per sequence). Position
 t predicts tokens[t+1], and counts only when loss_mask[t+1] is 1: the mask marks which tokens are
 training TARGETS (all of them, or text only for the paper's "understanding only" loss), so a masked
 audio span is still read as context. The pad id is never a target, whatever the mask says.
@@ -59,7 +61,7 @@ class SpeechLMComposer(ComposerModel):
                                                 "LanguagePerplexity": LanguagePerplexity()}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.model(batch["tokens"])
+        return self.model(batch["tokens"], doc_ids=batch.get("doc_ids"), positions=batch.get("positions"))
 
     def loss(self, outputs: Tensor, batch: dict[str, Tensor], *args: Any, **kwargs: Any) -> Tensor:
         return masked_next_token_loss(outputs, batch["tokens"], batch["loss_mask"], self.pad_id)

@@ -100,13 +100,34 @@ def build_dataset(plan: TrainingPlan, plan_dir: Path, device_batch_size: int, *,
                     "start the jobs a few seconds apart")
 
 
+def documents(boundaries: np.ndarray | None, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per position of a packed sequence: the index of the document it belongs to, and its position
+    within that document (restarting at 0 at each start), both int64 [seq_len]. `boundaries` are
+    the document starts (0 first); none, or missing, is one document. Padding after the last real
+    token stays in the last document: it is never a target."""
+    doc_ids: np.ndarray = np.zeros(seq_len, dtype=np.int64)
+    starts = np.zeros(1, dtype=np.int64)
+    if boundaries is not None and len(boundaries):
+        starts = np.unique(np.concatenate([[0], np.asarray(boundaries, dtype=np.int64)]))
+        if starts[-1] >= seq_len or starts[0] < 0:
+            raise DataError(f"a sequence's document boundaries {starts.tolist()} fall outside its {seq_len} tokens",
+                            f"the shards are damaged; {RECOMPILE}")
+        doc_ids[starts[1:]] = 1
+        doc_ids = np.cumsum(doc_ids)
+    return doc_ids, np.arange(seq_len, dtype=np.int64) - starts[doc_ids]
+
+
 def collate(samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Stack samples into fresh tensors: tokens as int64 (what embedding lookups take), loss_mask as
-    uint8. Streaming returns read-only views of its memory-mapped shards; np.stack copies them, so
-    the batch owns its memory and torch never aliases a read-only buffer."""
+    uint8, and from each sample's `boundaries`, `doc_ids` and `positions` (int64 [B, T], `documents`)
+    for document attention. Streaming returns read-only views of its memory-mapped shards; np.stack
+    copies them, so the batch owns its memory and torch never aliases a read-only buffer."""
     tokens = np.stack([s["tokens"] for s in samples]).astype(np.int64, copy=False)
     loss_mask = np.stack([s["loss_mask"] for s in samples])
-    return {"tokens": torch.from_numpy(tokens), "loss_mask": torch.from_numpy(loss_mask)}
+    docs = [documents(s.get("boundaries"), tokens.shape[1]) for s in samples]
+    return {"tokens": torch.from_numpy(tokens), "loss_mask": torch.from_numpy(loss_mask),
+            "doc_ids": torch.from_numpy(np.stack([d for d, _ in docs])),
+            "positions": torch.from_numpy(np.stack([p for _, p in docs]))}
 
 
 def build_loader(dataset: StreamingDataset, device_batch_size: int, num_workers: int = 0) -> StreamingDataLoader:

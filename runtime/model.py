@@ -16,6 +16,18 @@ table: 0.49B parameters for the `3b` preset with a 160k joint vocabulary, which 
 
 A local Hugging Face causal LM can replace the preset (`plan.model.backbone`): it is loaded offline,
 its token embeddings are resized to the joint vocabulary and the new rows initialised Xavier-normal.
+
+Attention over packed sequences (`plan.model.attention`): `document` (the default) keeps each packed
+document to itself: a token attends only to earlier tokens of its own document, and rotary positions
+restart at 0 at each document start, so a packed sequence computes what each document alone, unpacked,
+would. The loader gives per-position document indices and positions (`runtime.data.collate`, from the
+shards' `boundaries`); the mask is a boolean same-document-and-causal [B, 1, T, T] tensor, built once
+per forward and shared by every layer, given to `scaled_dot_product_attention` (CPU: its fused kernel
+takes masks; GPU: not flash attention, which takes no mask; FlexAttention with a block mask built
+from the document ids would skip the masked blocks there). `causal` attends over the whole sequence
+with positions 0..T-1 (`is_causal=True`: flash attention on GPU). Without document ids (scoring a
+single text) both are plain causal attention. A backbone takes the same mask as a 4D attention mask
+and the positions as `position_ids`.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +46,8 @@ from mixc.planfile import TrainingPlan
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+Attending = Literal["causal", "document"]  # plan.model.attention
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -89,6 +103,27 @@ def rotary_tables(seq_len: int, head_dim: int, theta: float, device: torch.devic
     return angles.cos(), angles.sin()
 
 
+def document_tables(cos: Tensor, sin: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """The rotary tables gathered at per-token positions [B, T]: [B, 1, T, head_dim/2], broadcast over
+    heads. Rows of the same table, so a document at positions 0..n-1 gets exactly its unpacked angles."""
+    return cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)
+
+
+def document_positions(doc_ids: Tensor) -> Tensor:
+    """Each token's position within its document [B, T], from document indices that never decrease."""
+    t = torch.arange(doc_ids.shape[1], device=doc_ids.device).expand_as(doc_ids)
+    starts = torch.zeros_like(t)
+    starts[:, 1:] = torch.where(doc_ids[:, 1:] != doc_ids[:, :-1], t[:, 1:], 0)
+    return t - starts.cummax(dim=1).values
+
+
+def document_mask(doc_ids: Tensor) -> Tensor:
+    """[B, 1, T, T] bool, True where query t may attend to key s: same document and s <= t."""
+    t = doc_ids.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=doc_ids.device).tril()
+    return ((doc_ids[:, :, None] == doc_ids[:, None, :]) & causal).unsqueeze(1)
+
+
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the two halves of each head ([B, H, T, hd]) by the position's angles, in fp32."""
     x1, x2 = x.float().chunk(2, dim=-1)
@@ -104,14 +139,19 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.out = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
+        """`mask`: None for causal attention over the whole sequence, else `document_mask`'s."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(
             [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], -1)
         q = apply_rotary(q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
         k = apply_rotary(k.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2), cos, sin)
         v = v.view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        gqa = self.n_kv_heads != self.n_heads
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.out(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
 
@@ -138,17 +178,19 @@ class DecoderBlock(nn.Module):
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
 class SpeechLM(nn.Module):
-    """tokens [B, T] (int64) -> next-token logits [B, T, vocab_size]."""
+    """tokens [B, T] (int64) -> next-token logits [B, T, vocab_size]; with `attention="document"`,
+    `doc_ids` and `positions` [B, T] (`runtime.data.collate`) keep packed documents apart."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, attention: Attending = "document") -> None:
         super().__init__()
         self.cfg = cfg
+        self.attention = attention
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -181,20 +223,25 @@ class SpeechLM(nn.Module):
         """Composer's FSDP wrap policy: shard block by block."""
         return isinstance(module, DecoderBlock)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, doc_ids: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
         cos, sin = rotary_tables(tokens.shape[1], self.cfg.head_dim, self.cfg.rope_theta, tokens.device)
+        mask = None
+        if self.attention == "document" and doc_ids is not None:
+            mask = document_mask(doc_ids)
+            cos, sin = document_tables(cos, sin, document_positions(doc_ids) if positions is None else positions)
         x = self.embed(tokens)
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, mask)
         return self.head(self.norm(x))
 
 
 class BackboneLM(nn.Module):
     """A Hugging Face causal LM behind the SpeechLM interface: tokens -> logits."""
 
-    def __init__(self, hf: PreTrainedModel) -> None:
+    def __init__(self, hf: PreTrainedModel, attention: Attending = "document") -> None:
         super().__init__()
         self.hf = hf
+        self.attention = attention
         config = hf.config
         self.n_layers: int = config.num_hidden_layers
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -208,7 +255,14 @@ class BackboneLM(nn.Module):
         """Shard the decoder layers (the classes the HF model marks as not to be split)."""
         return type(module).__name__ in self._block_types
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, doc_ids: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+        """With document attention, the same-document causal mask as a 4D attention mask (the HF
+        model uses it as given) and the per-document positions as `position_ids`."""
+        if self.attention == "document" and doc_ids is not None:
+            if positions is None:
+                positions = document_positions(doc_ids)
+            return self.hf(input_ids=tokens, attention_mask=document_mask(doc_ids), position_ids=positions,
+                           use_cache=False).logits
         return self.hf(input_ids=tokens, use_cache=False).logits
 
 
@@ -236,7 +290,7 @@ def xavier_rows_(weight: Tensor, start: int) -> None:
         weight[start:] = fresh.to(weight.dtype)
 
 
-def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
+def load_backbone(path: str | Path, vocab_size: int, attention: Attending = "document") -> BackboneLM:
     """Load a local HF causal LM (no network) and grow its vocabulary to the joint `vocab_size`.
 
     Rows below the backbone's own vocabulary keep their pretrained values; new rows (audio codes,
@@ -266,7 +320,7 @@ def load_backbone(path: str | Path, vocab_size: int) -> BackboneLM:
     xavier_rows_(embed, old)
     if head is not None and head.weight is not embed:
         xavier_rows_(head.weight, old)
-    return BackboneLM(hf)
+    return BackboneLM(hf, attention)
 
 
 def model_config(plan: TrainingPlan) -> ModelConfig:
@@ -277,8 +331,8 @@ def model_config(plan: TrainingPlan) -> ModelConfig:
 def build_model(plan: TrainingPlan) -> nn.Module:
     """The backbone when the plan names one, else a freshly initialised preset."""
     if plan.model.backbone:
-        return load_backbone(plan.model.backbone, plan.vocab.size)
-    return SpeechLM(model_config(plan))
+        return load_backbone(plan.model.backbone, plan.vocab.size, plan.model.attention)
+    return SpeechLM(model_config(plan), plan.model.attention)
 
 
 def flops_per_token(model_or_config: nn.Module | ModelConfig, seq_len: int) -> float:

@@ -112,7 +112,8 @@ def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: Vocab
     return TrainingPlan(
         spec=spec_path, ir_hash=spec.content_hash(), seed=spec.seed, seq_len=spec.pack.seq_len,
         epoch_samples=sum(s.choose for s in streams), streams=tuple(streams), vocab=vocab, loss=spec.interleave.loss,
-        model=ModelPlan(preset=t.model.preset, backbone=str(t.model.backbone) if t.model.backbone else None),
+        model=ModelPlan(preset=t.model.preset, backbone=str(t.model.backbone) if t.model.backbone else None,
+                        attention=t.attention),
         optimizer=OptimizerPlan(name=t.optimizer.name, lr=t.optimizer.lr, betas=t.optimizer.betas,
                                 eps=t.optimizer.eps, weight_decay=t.optimizer.weight_decay),
         schedule=SchedulePlan(name=t.schedule.name, warmup_steps=_warmup(spec, steps), min_lr_ratio=t.schedule.min_lr),

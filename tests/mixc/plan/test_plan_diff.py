@@ -90,6 +90,14 @@ def test_loss_change_rebuilds_interleaving_only_for_speech():
     assert "shards:text_corpus" not in result.rebuilt
 
 
+def test_attention_is_training_only():
+    base = ir(SPECS / "spelangy.mix")
+    causal = base.model_copy(update={"train": base.train.model_copy(update={"attention": "causal"})})
+    assert base.train.attention == "document"
+    assert {sid: s.key for sid, s in graph(base).items()} == {sid: s.key for sid, s in graph(causal).items()}
+    assert _diff(base, causal).rebuilt == []
+
+
 def _with(tmp_path: Path, base: Path, override: str) -> Path:
     (tmp_path / "pyproject.toml").write_text("")
     folder = tmp_path / "specs"
