@@ -490,6 +490,9 @@ class Train(Node):
     attention: Literal["causal", "document"] = Field(
         "document", description="document: a token attends only to earlier tokens of its own packed document, and "
         "positions restart at each document; causal: to every earlier token of the sequence")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each block's activations in the backward pass instead of keeping them: "
+        "about a third more compute for memory that no longer grows with the layers")
     parallelism: Parallelism = Parallelism()
     checkpoint: Checkpoint = Checkpoint()
     log_every: int = 10

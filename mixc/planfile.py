@@ -85,6 +85,7 @@ class TrainerPlan(_Model):
     checkpoint_every: int
     checkpoint_keep: int
     log_every: int
+    activation_checkpointing: bool = Field(False, description="recompute block activations in the backward pass")
 
 
 class EvalSetPlan(_Model):

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mixc.errors import SetupError
 from mixc.planfile import TrainingPlan
@@ -191,6 +192,7 @@ class SpeechLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.attention = attention
+        self.checkpointing = False  # activation checkpointing, block by block (`checkpoint_activations`)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -231,7 +233,10 @@ class SpeechLM(nn.Module):
             cos, sin = document_tables(cos, sin, document_positions(doc_ids) if positions is None else positions)
         x = self.embed(tokens)
         for block in self.blocks:
-            x = block(x, cos, sin, mask)
+            if self.checkpointing and self.training:  # recomputed in the backward pass (no RNG: same values)
+                x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, mask)
         return self.head(self.norm(x))
 
 
@@ -328,11 +333,25 @@ def model_config(plan: TrainingPlan) -> ModelConfig:
     return replace(PRESETS[plan.model.preset], vocab_size=plan.vocab.size)
 
 
+def checkpoint_activations(model: nn.Module) -> None:
+    """Recompute each decoder block's activations in the backward pass instead of storing them
+    (`train.activation_checkpointing`): the preset's blocks through `torch.utils.checkpoint`, a
+    backbone through Hugging Face's gradient checkpointing; both non-reentrant, so DDP and FSDP2
+    wrap them as usual."""
+    if isinstance(model, BackboneLM):
+        model.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif isinstance(model, SpeechLM):
+        model.checkpointing = True
+
+
 def build_model(plan: TrainingPlan) -> nn.Module:
-    """The backbone when the plan names one, else a freshly initialised preset."""
-    if plan.model.backbone:
-        return load_backbone(plan.model.backbone, plan.vocab.size, plan.model.attention)
-    return SpeechLM(model_config(plan), plan.model.attention)
+    """The backbone when the plan names one, else a freshly initialised preset; with activation
+    checkpointing when the plan asks for it."""
+    model: nn.Module = load_backbone(plan.model.backbone, plan.vocab.size, plan.model.attention) \
+        if plan.model.backbone else SpeechLM(model_config(plan), plan.model.attention)
+    if plan.trainer.activation_checkpointing:
+        checkpoint_activations(model)
+    return model
 
 
 def flops_per_token(model_or_config: nn.Module | ModelConfig, seq_len: int) -> float:

@@ -120,7 +120,8 @@ def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: Vocab
         trainer=TrainerPlan(global_batch=t.batch, micro_batch=t.micro_batch, steps=steps, grad_clip=t.grad_clip,
                             precision=t.precision, parallelism=t.parallelism.strategy,
                             sharding=t.parallelism.sharding, checkpoint_every=t.checkpoint.every,
-                            checkpoint_keep=t.checkpoint.keep, log_every=t.log_every),
+                            checkpoint_keep=t.checkpoint.keep, log_every=t.log_every,
+                            activation_checkpointing=t.activation_checkpointing),
         eval=evals,
     )
 

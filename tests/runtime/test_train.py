@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 from pathlib import Path
@@ -97,6 +98,24 @@ def test_no_weight_decay_on_norms_and_embeddings(plan_path: Path) -> None:
     assert any(p is model.embed.weight for p in no_decay["params"])
     assert all(p.ndim == 2 and p is not model.embed.weight for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_the_fused_update_is_the_for_each_update(plan_path: Path) -> None:
+    """The GPU path's fused AdamW kernel (it runs on CPU too) takes the same steps as the default."""
+    plan = TrainingPlan.read(plan_path)
+    torch.manual_seed(0)
+    models = [SpeechLM(model_config(plan))]
+    models.append(copy.deepcopy(models[0]))
+    tokens = torch.randint(0, plan.vocab.size, (2, 16))
+    for model, fused in zip(models, (False, True)):
+        optimizer = build_optimizer(model, plan.optimizer, fused=fused)
+        assert optimizer.defaults["fused"] is (True if fused else None)
+        for _ in range(3):
+            model(tokens).float().logsumexp(-1).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)  # rounding, not another update
 
 
 def test_a_run_dir_is_not_resumed_with_another_plan(full, plan_factory) -> None:

@@ -90,12 +90,13 @@ def test_loss_change_rebuilds_interleaving_only_for_speech():
     assert "shards:text_corpus" not in result.rebuilt
 
 
-def test_attention_is_training_only():
+@pytest.mark.parametrize(("field", "value"), [("attention", "causal"), ("activation_checkpointing", True)])
+def test_attention_and_activation_checkpointing_are_training_only(field, value):
     base = ir(SPECS / "spelangy.mix")
-    causal = base.model_copy(update={"train": base.train.model_copy(update={"attention": "causal"})})
-    assert base.train.attention == "document"
-    assert {sid: s.key for sid, s in graph(base).items()} == {sid: s.key for sid, s in graph(causal).items()}
-    assert _diff(base, causal).rebuilt == []
+    changed = base.model_copy(update={"train": base.train.model_copy(update={field: value})})
+    assert getattr(base.train, field) != value
+    assert {sid: s.key for sid, s in graph(base).items()} == {sid: s.key for sid, s in graph(changed).items()}
+    assert _diff(base, changed).rebuilt == []
 
 
 def _with(tmp_path: Path, base: Path, override: str) -> Path:
