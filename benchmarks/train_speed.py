@@ -1,5 +1,11 @@
-"""What does the Composer trainer cost on CPU? `mixc train`'s tokens/s on the `tiny` preset against a bare
-PyTorch training loop doing the same work, measured in the same run.
+"""What does the Composer trainer cost? `mixc train`'s tokens/s against a bare PyTorch training loop
+doing the same work, measured in the same run: on CPU with the `tiny` preset (the target: >= 0.90x),
+and on a GPU with `--device gpu --preset 125m|1b --seq-len 4096|16384`, where both rows also print
+MFU (training FLOPs per token x tokens/s over the card's bf16 peak, `runtime.monitor.peak_flops`).
+
+On a GPU both rows run the plan's precision (`auto`: bf16 autocast, Composer's `amp_bf16` for the
+trainer, `torch.autocast(bfloat16)` for the bare loop) and the fused AdamW; the bare loop moves each
+batch to the GPU and synchronises before reading the clock.
 
 A compiled plan is written into a temporary folder the way `mixc compile` writes one: three streams
 of packed random sequences (1-4 documents each, the plan.json contract's columns) written with
@@ -30,6 +36,9 @@ a benchmark, not a test.
 
     .venv/bin/python benchmarks/train_speed.py [--steps 40] [--warmup 3] [--seq-len 512] [--batch 8]
         [--vocab 5004] [--checkpoint-every 1000] [--threads N] [--repeat 2]
+        [--device cpu|gpu] [--preset tiny|125m|1b|3b] [--attention document|causal]
+    on a GPU (the device tool's script):
+    .venv/bin/python benchmarks/train_speed.py --device gpu --preset 125m --seq-len 4096 --batch 8 --steps 30
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import io
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -67,13 +77,15 @@ from mixc.planfile import (
 )
 from runtime.composer_model import masked_next_token_loss
 from runtime.data import build_dataset, build_loader, release
-from runtime.model import build_model
-from runtime.train import build_optimizer, build_scheduler, train
+from runtime.model import PRESETS, build_model, flops_per_token
+from runtime.monitor import peak_flops
+from runtime.train import build_optimizer, build_scheduler, resolve_precision, train
 
 STREAMS = ("web", "quest", "krist")
 
 
-def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, checkpoint_every: int) -> Path:
+def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, checkpoint_every: int,
+               preset: str = "tiny", attention: str = "document") -> Path:
     """Shards, plan.json and mix.lock for `steps` steps of `batch` sequences (one epoch, or a little more)."""
     rng = np.random.default_rng(0)
     per_stream = math.ceil(steps * batch / len(STREAMS))
@@ -104,7 +116,7 @@ def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, 
                           checkpoint_keep=3, log_every=10)
     plan = TrainingPlan(spec="bench.mix", ir_hash="bench-train-speed", seed=0, seq_len=seq_len,
                         epoch_samples=per_stream * len(STREAMS), streams=tuple(streams), vocab=vocab_layout,
-                        loss="all", model=ModelPlan(preset="tiny"),
+                        loss="all", model=ModelPlan(preset=preset, attention=attention),
                         optimizer=OptimizerPlan(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1),
                         schedule=SchedulePlan(name="cosine", warmup_steps=max(1, steps // 10), min_lr_ratio=0.1),
                         trainer=trainer)
@@ -114,14 +126,19 @@ def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, 
     return root / "plan.json"
 
 
-def bare_loop(plan_path: Path, steps: int, warmup: int) -> tuple[float, float]:
+def bare_loop(plan_path: Path, steps: int, warmup: int, device: str = "cpu") -> tuple[float, float]:
     """(seconds for steps warmup+1..steps, loss of the last step)."""
     plan = TrainingPlan.read(plan_path)
     batch = plan.trainer.global_batch
     reproducibility.seed_all(plan.seed)
-    model = build_model(plan)
+    gpu = device == "gpu"
+    target = torch.device("cuda" if gpu else "cpu")
+    model = build_model(plan).to(target)
     model.train()
-    optimizer = build_optimizer(model, plan.optimizer)
+    optimizer = build_optimizer(model, plan.optimizer, fused=gpu)
+    precision = resolve_precision(plan.trainer.precision, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16 if precision == "amp_bf16" else torch.float16,
+                              enabled=gpu and precision != "fp32")
     # Composer's schedulers are functions of the training state; compile one against a stand-in
     # holding what they read, advanced as Composer advances it (scheduler.step() before the
     # timestamp moves to the next batch)
@@ -135,9 +152,10 @@ def bare_loop(plan_path: Path, steps: int, warmup: int) -> tuple[float, float]:
         for step in range(steps):
             if step == warmup:
                 start = time.perf_counter()
-            data = next(batches)
-            logits = model(data["tokens"], doc_ids=data["doc_ids"], positions=data["positions"])
-            loss = masked_next_token_loss(logits, data["tokens"], data["loss_mask"], plan.vocab.pad)
+            data = {k: v.to(target, non_blocking=True) for k, v in next(batches).items()}
+            with autocast:
+                logits = model(data["tokens"], doc_ids=data["doc_ids"], positions=data["positions"])
+                loss = masked_next_token_loss(logits, data["tokens"], data["loss_mask"], plan.vocab.pad)
             loss.backward()
             if plan.trainer.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), plan.trainer.grad_clip)
@@ -145,6 +163,8 @@ def bare_loop(plan_path: Path, steps: int, warmup: int) -> tuple[float, float]:
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             state.timestamp = state.timestamp.to_next_batch(samples=batch, tokens=data["tokens"].numel())
+        if gpu:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         return seconds, float(loss.item())
     finally:
@@ -163,6 +183,8 @@ class Window(Callback):
         self._batch_end = time.perf_counter()
 
     def batch_checkpoint(self, state: State, logger: Logger) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the step's kernels are done, not just queued
         now, step = time.perf_counter(), int(state.timestamp.batch)
         if step == self.warmup:
             self.start = now
@@ -170,11 +192,12 @@ class Window(Callback):
             self.end, self.saving = now, self.saving + now - self._batch_end
 
 
-def trainer_run(plan_path: Path, run_dir: Path, steps: int, warmup: int) -> tuple[float, float, float]:
+def trainer_run(plan_path: Path, run_dir: Path, steps: int, warmup: int,
+                device: str = "cpu") -> tuple[float, float, float]:
     """(seconds for steps warmup+1..steps, of which checkpoint saving, loss of the last step)."""
     window = Window(warmup)
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's progress lines
-        result = train(plan_path, run_dir=run_dir, max_duration=f"{steps}ba", device="cpu", callbacks=[window])
+        result = train(plan_path, run_dir=run_dir, max_duration=f"{steps}ba", device=device, callbacks=[window])
     return window.end - window.start, window.saving, float("nan") if result.loss is None else result.loss
 
 
@@ -189,9 +212,15 @@ def main() -> None:
                         help="the plan's checkpoint interval (mixc's default: 1000; the trainer also saves at the end)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--attention", choices=("document", "causal"), default="document")
     args = parser.parse_args()
     if args.steps <= args.warmup or args.repeat < 1:
         parser.error("--steps must exceed --warmup, and --repeat be at least 1")
+    if args.device == "gpu" and not torch.cuda.is_available():
+        print("--device gpu: no CUDA device here; run it where a GPU is (the device tool)")
+        return
     torch.set_num_threads(args.threads)
     timed = args.steps - args.warmup
     tokens = timed * args.batch * args.seq_len
@@ -199,24 +228,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         plan_path = write_plan(root / "compiled", seq_len=args.seq_len, batch=args.batch, steps=args.steps,
-                               vocab=args.vocab, checkpoint_every=args.checkpoint_every)
+                               vocab=args.vocab, checkpoint_every=args.checkpoint_every, preset=args.preset,
+                               attention=args.attention)
         for i in range(args.repeat):  # alternating which row goes first, so drift in load favours neither
             for row in ("bare", "trainer") if i % 2 == 0 else ("trainer", "bare"):
                 if row == "bare":
-                    seconds, bare_loss = bare_loop(plan_path, args.steps, args.warmup)
+                    seconds, bare_loss = bare_loop(plan_path, args.steps, args.warmup, args.device)
                     bare = min(bare, seconds)
                 else:
-                    seconds, saved, trainer_loss = trainer_run(plan_path, root / f"run{i}", args.steps, args.warmup)
+                    seconds, saved, trainer_loss = trainer_run(plan_path, root / f"run{i}", args.steps, args.warmup,
+                                                               args.device)
                     if seconds < ours:
                         ours, saving = seconds, saved
-    print(f"tiny preset, vocab {args.vocab:,}, batch {args.batch} x {args.seq_len:,} tokens, document attention, "
-          f"CPU, {torch.get_num_threads()} thread(s); {args.steps} steps, the first {args.warmup} untimed; "
+    precision = resolve_precision("auto", args.device)  # the plan's precision
+    peak = peak_flops(args.device, precision)
+    per_token = flops_per_token(replace(PRESETS[args.preset], vocab_size=args.vocab), args.seq_len)
+    where = torch.cuda.get_device_name() if args.device == "gpu" else f"CPU, {torch.get_num_threads()} thread(s)"
+    print(f"{args.preset} preset, vocab {args.vocab:,}, batch {args.batch} x {args.seq_len:,} tokens, "
+          f"{args.attention} attention, {where}, {precision}; {args.steps} steps, the first {args.warmup} untimed; "
           f"checkpoint every {args.checkpoint_every} steps and at the end; best of {args.repeat}")
-    print(f"{'':40}{'steps':>6}{'tokens':>10}{'seconds':>9}{'tokens/s':>10}{'x bare':>8}")
+    print(f"{'':40}{'steps':>6}{'tokens':>10}{'seconds':>9}{'tokens/s':>10}{'x bare':>8}{'MFU':>7}")
     rows = [("bare loop", bare), ("mixc trainer", ours),
             (f"mixc trainer less checkpoints ({saving:.2f} s)", ours - saving)]
     for label, seconds in rows:
-        print(f"{label:40}{timed:6}{tokens:10,}{seconds:9.2f}{tokens / seconds:10,.0f}{bare / seconds:7.2f}x")
+        mfu = f"{per_token * tokens / seconds / peak:6.1%}" if peak else "     -"
+        print(f"{label:40}{timed:6}{tokens:10,}{seconds:9.2f}{tokens / seconds:10,.0f}{bare / seconds:7.2f}x {mfu}")
     print(f"final loss: bare {bare_loss:.5f}, trainer {trainer_loss:.5f} (same weights, batches and optimizer: "
           "they should agree)")
     ratio = bare / ours
