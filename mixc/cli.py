@@ -25,8 +25,9 @@ class SpecPath(click.Path):
         return f"{checked}{POINT_AT}{point}" if point is not None else checked
 
 
-class PlanPath(click.Path):
-    """A compiled plan.json: a local file, or an s3:// URL (read from object storage)."""
+class PathOrUrl(click.Path):
+    """A local path (checked as click.Path checks it), or an s3:// URL kept as a string: a compiled
+    plan.json or a cache folder in object storage."""
 
     def convert(self, value, param, ctx):
         from mixc.storage import is_remote
@@ -100,15 +101,7 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-class CachePath(click.Path):
-    """A cache folder, or an s3:// URL (shared over object storage), kept as a string."""
-
-    def convert(self, value, param, ctx):
-        from mixc.storage import is_remote
-        return value if is_remote(value) else super().convert(value, param, ctx)
-
-
-CACHE_DIR = click.option("--cache-dir", type=CachePath(file_okay=False, path_type=Path), default=None,
+CACHE_DIR = click.option("--cache-dir", type=PathOrUrl(file_okay=False, path_type=Path), default=None,
                          help="the stage cache: a folder, or an s3:// URL shared between machines (with "
                               ".mixc/cache as the local working cache) [default: $MIXC_CACHE, else .mixc/cache in "
                               "the spec's workspace]")
@@ -287,7 +280,7 @@ def compile_command(spec: str, out_arg: str | None, cache_dir: Path | str | None
 
 
 @cli.command()
-@click.argument("plan_file", metavar="PLAN", type=PlanPath(exists=True, dir_okay=False, path_type=str))
+@click.argument("plan_file", metavar="PLAN", type=PathOrUrl(exists=True, dir_okay=False, path_type=str))
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="checkpoints and metrics go here; rerunning with the same folder resumes "
                    "[default: runs/RUN-NAME beside the plan; for a plan URL, in the working folder]")

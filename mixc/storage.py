@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mixc.errors import DataError, SetupError
+from mixc.hashing import json_digest
 
 ENDPOINT_ENV = "S3_ENDPOINT_URL"
 SCHEMES = ("s3", "gs", "gcs")
@@ -294,4 +295,4 @@ def same_bytes(local: Path, remote: Entry) -> bool:
 
 def url_digest(url: str, length: int = 16) -> str:
     """A short, stable folder name for a URL (local mirrors and caches of remote folders)."""
-    return hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:length]
+    return json_digest(url.rstrip("/"), length)

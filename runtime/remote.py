@@ -29,7 +29,7 @@ from streaming import Stream, StreamingDataset
 
 from mixc import storage
 from mixc.planfile import Lock, ShardLock, TrainingPlan, sha256_file
-from runtime.verify import ShardMismatch, verify_plan
+from runtime.verify import ShardMismatch, check_file, verify_plan
 
 CACHE_ENV = "MIXC_CACHE"
 MISMATCH = ".mismatch"  # written by a failed shard check in any process or thread; read by train()
@@ -50,24 +50,12 @@ def mirror_folder(plan_url: str, data_cache: Path) -> Path:
     return data_cache / f"{name}-{storage.url_digest(folder, 12)}"
 
 
-def _check(path: Path, pin: ShardLock, where: str) -> None:
-    """ShardMismatch unless the local file is the pinned bytes."""
-    size = path.stat().st_size
-    if size != pin.bytes:
-        raise ShardMismatch(f"shard {pin.path} from {where} is {size} bytes, mix.lock pins {pin.bytes}: expected "
-                            f"sha256 {pin.sha256}, actual {sha256_file(path)}")
-    actual = sha256_file(path)
-    if actual != pin.sha256:
-        raise ShardMismatch(f"shard {pin.path} from {where} does not match mix.lock: expected sha256 {pin.sha256}, "
-                            f"actual {actual}")
-
-
 def _fetch_checked(url: str, local: Path, pin: ShardLock) -> None:
     """Download one pinned file unless the cache holds it, and check it; a bad copy is removed."""
     if not local.is_file():
         storage.download(url, local)
     try:
-        _check(local, pin, url)
+        check_file(local, pin, url)
     except ShardMismatch:
         local.unlink(missing_ok=True)
         raise
@@ -90,30 +78,28 @@ def fetch_plan(plan_url: str, data_cache: Path, *, part: int = 0, parts: int = 1
         storage.download(storage.join(folder_url, name), local / name)  # always fresh: they name everything else
     plan, lock = TrainingPlan.read(local / "plan.json"), Lock.read(local / "mix.lock")
     verify_plan(plan, lock)
-    pins = [*lock.shards, ShardLock(path=plan.vocab.tokenizer, sha256=lock.tokenizer, bytes=-1)]
-    for pin in pins:
-        target = local / pin.path
-        if pin.bytes < 0:  # the tokenizer: mix.lock pins its sha256 only
-            if not target.is_file() or sha256_file(target) != pin.sha256:
-                storage.download(storage.join(folder_url, pin.path), target)
-                if sha256_file(target) != pin.sha256:
-                    target.unlink()
-                    raise ShardMismatch(f"{pin.path} from {folder_url} does not match mix.lock's tokenizer sha256 "
-                                        f"{pin.sha256}")
-        elif not is_shard(plan, pin.path):
-            _fetch_checked(storage.join(folder_url, pin.path), target, pin)
+    for pin in lock.shards:
+        if not is_shard(plan, pin.path):
+            _fetch_checked(storage.join(folder_url, pin.path), local / pin.path, pin)
+    tokenizer = local / plan.vocab.tokenizer  # mix.lock pins its sha256 only
+    if not tokenizer.is_file() or sha256_file(tokenizer) != lock.tokenizer:
+        storage.download(storage.join(folder_url, plan.vocab.tokenizer), tokenizer)
+        if sha256_file(tokenizer) != lock.tokenizer:
+            tokenizer.unlink()
+            raise ShardMismatch(f"{plan.vocab.tokenizer} from {folder_url} does not match mix.lock's tokenizer sha256 "
+                                f"{lock.tokenizer}")
     cached = [p for p in lock.shards if is_shard(plan, p.path) and (local / p.path).is_file()]
     for pin in cached[part::parts]:
         try:
-            _check(local / pin.path, pin, f"the data cache ({local})")
+            check_file(local / pin.path, pin, f"the data cache ({local})")
         except ShardMismatch as exc:
             raise ShardMismatch(exc.message, f"remove {local} (the local copy of {folder_url}) and rerun") from None
     return local / "plan.json"
 
 
-def pins_of(lock: Lock, stream_path: str) -> dict[str, tuple[str, int]]:
-    """A stream's pinned files by basename: (sha256, bytes)."""
-    return {PurePosixPath(p.path).name: (p.sha256, p.bytes) for p in lock.shards
+def pins_of(lock: Lock, stream_path: str) -> dict[str, ShardLock]:
+    """A stream's pinned files by basename."""
+    return {PurePosixPath(p.path).name: p for p in lock.shards
             if PurePosixPath(p.path).parent.as_posix() == stream_path}
 
 
@@ -122,7 +108,7 @@ class VerifiedStream(Stream):
     file that differs is deleted, recorded in the mirror's `.mismatch` (so `train` reports it even
     when Streaming's download thread hit it) and raised as ShardMismatch."""
 
-    def __init__(self, *, pins: Mapping[str, tuple[str, int]], mirror: str, label: str, **kwargs: Any):
+    def __init__(self, *, pins: Mapping[str, ShardLock], mirror: str, label: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.pins, self.mirror, self.label = dict(pins), mirror, label
 
@@ -130,19 +116,14 @@ class VerifiedStream(Stream):
         local = super()._download_file(from_basename, to_basename)
         pin = self.pins.get(from_basename)
         path = Path(local)
-        problem = None
-        if pin is None:
-            problem = f"{self.label}/{from_basename} is not pinned by mix.lock"
-        else:
-            size = path.stat().st_size
-            actual = sha256_file(path)
-            if (actual, size) != pin:
-                problem = (f"shard {self.label}/{from_basename} from {self.remote} does not match mix.lock: expected "
-                           f"sha256 {pin[0]} ({pin[1]} bytes), actual {actual} ({size} bytes)")
-        if problem:
+        try:
+            if pin is None:
+                raise ShardMismatch(f"{self.label}/{from_basename} is not pinned by mix.lock")
+            check_file(path, pin, str(self.remote))
+        except ShardMismatch as problem:
             path.unlink(missing_ok=True)
-            (Path(self.mirror) / MISMATCH).write_text(problem + "\n")
-            raise ShardMismatch(problem)
+            (Path(self.mirror) / MISMATCH).write_text(problem.message + "\n")
+            raise
         return local
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mixc.errors import DataError
-from mixc.planfile import RECOMPILE, Lock, TrainingPlan, sha256_file
+from mixc.planfile import RECOMPILE, Lock, ShardLock, TrainingPlan, sha256_file
 
 
 class ShardMismatch(DataError):
@@ -34,6 +34,28 @@ def verify_plan(plan: TrainingPlan, lock: Lock) -> None:
             raise ShardMismatch(f"stream {stream.name}: {index} is not pinned by mix.lock")
 
 
+def check_size(path: Path, pin: ShardLock, source: str = "") -> None:
+    """ShardMismatch unless the file has the pinned size (a stat: catches truncated and most replaced
+    files before any byte is hashed). `source`: where the file came from, for the message."""
+    size = path.stat().st_size
+    if size != pin.bytes:
+        raise ShardMismatch(f"shard {pin.path}{source and f' from {source}'} is {size} bytes, mix.lock pins "
+                            f"{pin.bytes}: expected sha256 {pin.sha256}, actual {sha256_file(path)}")
+
+
+def check_hash(pin: ShardLock, actual: str, source: str = "") -> None:
+    """ShardMismatch unless `actual`, a file's sha256, is the pinned one."""
+    if actual != pin.sha256:
+        raise ShardMismatch(f"shard {pin.path}{source and f' from {source}'} does not match mix.lock: expected "
+                            f"sha256 {pin.sha256}, actual {actual}")
+
+
+def check_file(path: Path, pin: ShardLock, source: str = "") -> None:
+    """ShardMismatch unless the file is the bytes `pin` names: its size, then its sha256."""
+    check_size(path, pin, source)
+    check_hash(pin, sha256_file(path), source)
+
+
 def verify_shards(plan_dir: Path, lock: Lock, *, part: int = 0, parts: int = 1) -> None:
     """Raise ShardMismatch unless every file in `lock.shards` exists with its pinned size and sha256.
 
@@ -47,13 +69,8 @@ def verify_shards(plan_dir: Path, lock: Lock, *, part: int = 0, parts: int = 1) 
         if not path.is_file():
             raise ShardMismatch(f"shard {shard.path} is missing (mix.lock pins sha256 {shard.sha256}, "
                                 f"{shard.bytes} bytes)")
-        size = path.stat().st_size
-        if size != shard.bytes:
-            raise ShardMismatch(f"shard {shard.path} is {size} bytes, mix.lock pins {shard.bytes}: "
-                                f"expected sha256 {shard.sha256}, actual {sha256_file(path)}")
+        check_size(path, shard)
     mine = lock.shards[part::parts]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for shard, actual in zip(mine, pool.map(lambda s: sha256_file(plan_dir / s.path), mine)):
-            if actual != shard.sha256:
-                raise ShardMismatch(f"shard {shard.path} does not match mix.lock: expected sha256 "
-                                    f"{shard.sha256}, actual {actual}")
+            check_hash(shard, actual)

@@ -121,14 +121,16 @@ class Executor:
             self._stages[kind] = REGISTRY[kind]()
         return self._stages[kind]
 
-    def _keyed(self, node: StageNode, runs: dict[str, StageRun]) -> tuple[Stage, Context, str]:
-        """The stage's implementation, its context (with its fingerprint) and its run key."""
+    def _keyed(self, node: StageNode, runs: dict[str, StageRun],
+               fingerprint: dict | None = None) -> tuple[Stage, Context, str]:
+        """The stage's implementation, its context (with its fingerprint: `fingerprint` when the
+        caller already has it, else the stage's) and its run key."""
         stage = self._stage(node.kind)
         ctx = Context(node, declared(self.spec, node), {i: runs[i].path for i in node.inputs}, Path(), self.root,
                       self.workers, self.progress, self.cache.items, self.cache.digests)
         if self.pools is not None:
             ctx.pool, ctx.remote_items = self.pools(node)
-        ctx.fingerprint = stage.fingerprint(ctx, self.spec)
+        ctx.fingerprint = stage.fingerprint(ctx, self.spec) if fingerprint is None else fingerprint
         key = run_key(node, ctx.fingerprint, None if stage.keyed_by_content else [runs[i].key for i in node.inputs])
         return stage, ctx, key
 
@@ -144,8 +146,9 @@ class Executor:
         return StageRun(node, key, True, final, Stats.read(final), _digest(fingerprint) if fingerprint else "",
                         fingerprint)
 
-    def _build(self, node: StageNode, runs: dict[str, StageRun], position: tuple[int, int]) -> StageRun:
-        stage, ctx, key = self._keyed(node, runs)
+    def _build(self, node: StageNode, runs: dict[str, StageRun], position: tuple[int, int],
+               fingerprint: dict | None = None) -> StageRun:
+        stage, ctx, key = self._keyed(node, runs, fingerprint)
         fingerprint = ctx.fingerprint
         if self.cache.has(node.kind, key):
             return self._hit(node, key, fingerprint)

@@ -239,14 +239,16 @@ def _pool(workers: int, initializer: Callable[..., None], initargs: tuple,
 
 
 def build_stage(spec: ir.Spec, root: Path, cache: tuple[Path, str | None], workers: int, node: StageNode,
-                inputs: dict[str, StageRun], position: tuple[int, int]) -> StageRun | MixcError:
+                inputs: dict[str, StageRun], position: tuple[int, int], fingerprint: dict) -> StageRun | MixcError:
     """One stage, built (or found) in a Ray worker with the local executor's code, in the cache at
-    (local root, shared URL); an error the user can fix comes back as a value (so Ray never retries it)."""
+    (local root, shared URL), with the fingerprint the driver computed when it keyed the stage (its
+    input files are not digested twice); an error the user can fix comes back as a value (so Ray
+    never retries it)."""
     executor = Executor(spec, root, Cache(cache[0], remote=cache[1]), workers, pools=ActorPools(spec))
     for run in inputs.values():  # on another machine than the driver, pulled from a shared store
         executor.cache.has(run.node.kind, run.key)
     try:
-        return executor._build(node, inputs, position)
+        return executor._build(node, inputs, position, fingerprint)
     except MixcError as exc:
         return exc
 
@@ -314,7 +316,8 @@ class RayExecutor(Executor):
                         continue
                     del todo[sid]
                     position = (numbers[sid], len(graph))
-                    if (hit := self._cached(node, runs)) is not None:
+                    hit, fingerprint = self._cached(node, runs)
+                    if hit is not None:
                         runs[sid] = hit
                         if self.on_stage:
                             self.on_stage(node, hit, *position)
@@ -323,7 +326,7 @@ class RayExecutor(Executor):
                         self.on_stage(node, None, *position)
                     inputs = {i: runs[i] for i in node.inputs}
                     ref = _stage_task().options(**task_options(self.spec, node)).remote(
-                        spec_ref, root, cache, self.workers, node, inputs, position)
+                        spec_ref, root, cache, self.workers, node, inputs, position, fingerprint)
                     running[ref] = sid
                 if not running:
                     continue
@@ -338,12 +341,13 @@ class RayExecutor(Executor):
                 ray.cancel(ref)
         return {sid: runs[sid] for sid in graph}
 
-    def _cached(self, node: StageNode, runs: dict[str, StageRun]) -> StageRun | None:
+    def _cached(self, node: StageNode, runs: dict[str, StageRun]) -> tuple[StageRun | None, dict]:
+        """The stage's cache hit (None: it must be built) and its fingerprint."""
         try:
             _, ctx, key = self._keyed(node, runs)
         except MixcError as exc:
             raise StageFailed(node, exc, error_field(self.spec, node, exc)) from None
-        return self._hit(node, key, ctx.fingerprint) if self.cache.has(node.kind, key) else None
+        return self._hit(node, key, ctx.fingerprint) if self.cache.has(node.kind, key) else None, ctx.fingerprint
 
     def _result(self, node: StageNode, ref: Any) -> StageRun:
         try:
