@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.train import train
+from runtime.train import leave_dist, train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     train(args.plan, run_dir=args.run_dir, max_duration=args.max_duration, device=args.device,
           data_cache=args.data_cache, checkpoints=args.checkpoints)
+    leave_dist()  # not on failure: a rank that raised exits, and the launcher stops the others
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ rank 0 wrote. `S3_ENDPOINT_URL` points the S3 client at an S3-compatible store (
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,3 +45,36 @@ def checkpointing(plan: TrainingPlan, run_dir: Path, remote: str | None) -> tupl
         remote_file_name=f"{prefix}/{FILENAME}".lstrip("/"), latest_remote_file_name=f"{prefix}/{LATEST}".lstrip("/"),
         save_interval=f"{plan.trainer.checkpoint_every}ba", num_checkpoints_to_keep=plan.trainer.checkpoint_keep)
     return saver, [RemoteUploaderDownloader(bucket_uri=bucket)] if remote else []
+
+
+def settle(folder: Path, rank: int) -> list[str]:
+    """Make a folder a killed run left behind safe to resume from, and say what changed.
+
+    Composer writes a checkpoint in place, then re-points `latest-rank{rank}.pt` at it: a run killed
+    in between leaves a checkpoint newer than the pointer (or no pointer at all), and autoresume then
+    starts from the older step and refuses to overwrite the newer file. The newest such checkpoint,
+    when whole (torch.save's zip archive ends with its directory, which a cut-off write lacks),
+    becomes the latest; newer, cut-off ones move to `interrupted/`, kept for inspection, never loaded.
+    """
+    link = folder / LATEST.format(rank=rank)
+    pointed = _step(link.resolve().name, rank) if link.exists() else -1
+    newer = sorted((p for p in folder.glob(f"*-rank{rank}.pt") if not p.is_symlink() and _step(p.name, rank) > pointed),
+                   key=lambda p: _step(p.name, rank))
+    said = []
+    if whole := [p for p in newer if zipfile.is_zipfile(p)]:
+        adopted = whole[-1]
+        link.unlink(missing_ok=True)
+        link.symlink_to(adopted.name)
+        said.append(f"{adopted} was written but the run stopped before marking it the latest; resuming from it")
+        newer = [p for p in newer if _step(p.name, rank) > _step(adopted.name, rank)]
+    for cut in newer:
+        (folder / "interrupted").mkdir(exist_ok=True)
+        cut.rename(folder / "interrupted" / cut.name)
+        said.append(f"{cut} was cut off mid-write (the run was stopped); moved to {folder / 'interrupted'}")
+    return said
+
+
+def _step(name: str, rank: int) -> int:
+    """The batch count in a checkpoint's file name (FILENAME), -1 for any other name."""
+    found = re.fullmatch(rf"ep\d+-ba(\d+)-rank{rank}\.pt", name)
+    return int(found.group(1)) if found else -1

@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     (`composer -n 2 -m runtime.evaluate RUN`): each scores its share of the items."""
     import argparse
 
-    from runtime.train import resolve_device
+    from runtime.train import leave_dist, resolve_device
 
     parser = argparse.ArgumentParser(prog="python -m runtime.evaluate", description="Score a run on its eval sets.")
     parser.add_argument("target", help="a run folder of `mixc train`, or a checkpoint .pt")
@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         dist.initialize_dist(device)
     torch_device = f"cuda:{dist.get_local_rank()}" if device == "gpu" else "cpu"
     evaluate_run(Path(args.target), Path(args.plan) if args.plan else None, torch_device)
+    leave_dist()  # not on failure: a rank that raised exits, and the launcher stops the others
 
 
 if __name__ == "__main__":

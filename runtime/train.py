@@ -45,7 +45,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from mixc import storage
 from mixc.errors import DataError, UsageError
 from mixc.planfile import Lock, OptimizerPlan, SchedulePlan, TrainingPlan
-from runtime.checkpoints import checkpointing
+from runtime.checkpoints import checkpointing, settle
 from runtime.composer_model import SpeechLMComposer, batch_token_counts
 from runtime.data import build_dataset, build_loader, release
 from runtime.evaluate import EvalCallback, write_run_report
@@ -108,6 +108,15 @@ def share_cpu_threads(device: str) -> None:
     local = dist.get_local_world_size()
     if device == "cpu" and local > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+def leave_dist() -> None:
+    """The end of a launched process: every rank waits for the others, then the process group is torn
+    down. A rank that exits with the group alive can abort in gloo's background thread ("terminate
+    called without an active exception", signal 6), which the launcher reports as a crash."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        dist.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def resolve_precision(requested: str, device: str) -> str:
@@ -238,6 +247,8 @@ def build_trainer(plan: TrainingPlan, plan_dir: Path, run_dir: Path, device: str
     clipping = [GradientClipping(clipping_type="norm", clipping_threshold=plan.trainer.grad_clip)]
     evals = [EvalCallback(plan, plan_dir, run_dir / "metrics.jsonl")] if plan.eval.sets else []
     saver, uploaders = checkpointing(plan, run_dir, checkpoints)
+    for change in settle(Path(saver.folder), dist.get_global_rank()):
+        say(change)
     trainer = Trainer(
         model=SpeechLMComposer(net, pad_id=plan.vocab.pad),
         train_dataloader=DataSpec(build_loader(dataset, per_device, num_workers),
