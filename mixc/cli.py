@@ -26,7 +26,7 @@ class SpecPath(click.Path):
 
 
 class PathOrUrl(click.Path):
-    """A local path (checked as click.Path checks it), or an s3:// URL kept as a string: a compiled
+    """A local path (checked as click.Path checks it), or an s3:// or gs:// URL kept as a string: a compiled
     plan.json or a cache folder in object storage."""
 
     def convert(self, value, param, ctx):
@@ -102,7 +102,7 @@ def check(specs: tuple[str, ...], fmt: str, no_sizes: bool) -> None:
 
 
 CACHE_DIR = click.option("--cache-dir", type=PathOrUrl(file_okay=False, path_type=Path), default=None,
-                         help="the stage cache: a folder, or an s3:// URL shared between machines (with "
+                         help="the stage cache: a folder, or an s3:// / gs:// URL shared between machines (with "
                               ".mixc/cache as the local working cache) [default: $MIXC_CACHE, else .mixc/cache in "
                               "the spec's workspace]")
 
@@ -206,7 +206,7 @@ def _stage_lines(node, run, number: int, total: int) -> None:
 @cli.command("compile")
 @click.argument("spec", type=SPEC)
 @click.option("--out", "out_arg", default=None,
-              help="output folder for plan.json, mix.lock, report.md and the streams, or an s3:// URL "
+              help="output folder for plan.json, mix.lock, report.md and the streams, or an s3:// / gs:// URL "
                    "(built locally, then uploaded; plan.json last) [default: build/SPEC-NAME]")
 @CACHE_DIR
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -285,8 +285,8 @@ def compile_command(spec: str, out_arg: str | None, cache_dir: Path | str | None
               help="checkpoints and metrics go here; rerunning with the same folder resumes "
                    "[default: runs/RUN-NAME beside the plan; for a plan URL, in the working folder]")
 @click.option("--data-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="for a plan URL (s3://...): the local folder its shards stream into, checked against mix.lock; "
-                   "one per machine [default: $MIXC_CACHE/streams, else ~/.cache/mixc/streams]")
+              help="for a plan URL (s3://..., gs://...): the local folder its shards stream into, checked "
+                   "against mix.lock; one per machine [default: $MIXC_CACHE/streams, else ~/.cache/mixc/streams]")
 @click.option("--checkpoints", default=None, metavar="URL",
               help="also upload every checkpoint to this s3:// / gs:// URL, and resume from it when the run "
                    "folder has none (a new machine; every node of a multi-node run)")
@@ -309,7 +309,7 @@ def train(plan_file: str, run_dir: Path | None, data_cache: Path | None, checkpo
     Refuses a plan whose shards do not match its mix.lock. Logs loss, tokens/s and an MFU
     estimate; writes checkpoints (autoresume) and metrics.jsonl under the run folder. For many
     GPUs, run it through Composer's launcher: `composer -n 8 -m runtime PLAN`. PLAN may be an
-    s3:// URL (`mixc compile --out URL`): the shards stream into --data-cache, each checked
+    s3:// or gs:// URL (`mixc compile --out URL`): the shards stream into --data-cache, each checked
     against mix.lock.
     """
     from runtime.tracking import Tracking

@@ -1,21 +1,25 @@
-"""Object storage: `s3://` URLs, read and written through fsspec (s3fs). `gs://` URLs are recognised
-and refused with a hint: gcsfs cannot be installed beside Streaming 0.13 (their google-cloud-storage
-pins do not meet), and Google Cloud Storage answers at its S3-compatible endpoint instead.
+"""Object storage: `s3://` and `gs://` URLs, read and written through fsspec (s3fs, gcsfs).
 
 Where mixc accepts a folder it may accept a URL instead: `mixc compile --out s3://bucket/prefix`,
 `--cache-dir s3://bucket/cache`, `mixc train s3://bucket/prefix/plan.json`, and sources' files. The
 compiler and the runtime still work on local files: this module lists, fetches and stores objects,
 and turns what goes wrong into errors a user can act on (missing credentials, a missing bucket, an
-endpoint that does not answer), never a botocore traceback.
+endpoint that does not answer), never a botocore or google-api-core traceback.
 
-`S3_ENDPOINT_URL` names an S3-compatible server (MinIO, Ceph, moto): the variable MosaicML
+S3: `S3_ENDPOINT_URL` names an S3-compatible server (MinIO, Ceph, moto): the variable MosaicML
 Streaming reads, so the shards' uploader and loader, fsspec and mixc all talk to the same one.
 Credentials are boto's usual ones (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`,
 an instance role).
+
+Google Cloud Storage: credentials are Google's Application Default Credentials
+(`GOOGLE_APPLICATION_CREDENTIALS`, `gcloud auth application-default login`, a VM's service
+account), what Streaming's and Composer's GCS clients use too. `STORAGE_EMULATOR_HOST` names an
+emulator (fake-gcs-server, gcp-storage-emulator); the Google clients all honour it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import posixpath
@@ -30,6 +34,7 @@ from mixc.errors import DataError, SetupError
 from mixc.hashing import json_digest
 
 ENDPOINT_ENV = "S3_ENDPOINT_URL"
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 SCHEMES = ("s3", "gs", "gcs")
 # boto3's upload_file (what Streaming's uploader calls) splits files from 8 MiB into 8 MiB parts;
 # an S3 ETag is then the MD5 of the parts' MD5s, "-" and the part count (else the file's MD5)
@@ -68,7 +73,7 @@ def _key(url: str) -> str:
 # what an S3 client is made from: a filesystem is reused while these (and the process) stay the same
 _CLIENT_ENV = (ENDPOINT_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
-               "GOOGLE_APPLICATION_CREDENTIALS")
+               GCS_EMULATOR_ENV, "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
 _filesystems: dict[tuple, Any] = {}
 
 
@@ -85,48 +90,90 @@ def filesystem(url: str) -> Any:
             endpoint = os.environ.get(ENDPOINT_ENV) or None
             _filesystems[key] = fsspec.filesystem("s3", endpoint_url=endpoint, use_listings_cache=False,
                                                   skip_instance_cache=True)
+        elif scheme == "gs":
+            _filesystems[key] = _gcs_filesystem()
         else:
-            raise StorageError(
-                f"{url}: gs:// is not readable here: fsspec's gcsfs needs google-cloud-storage >= 3.11, and "
-                "MosaicML Streaming 0.13 pins it below 3.3",
-                "reach Google Cloud Storage through its S3-compatible API: "
-                "S3_ENDPOINT_URL=https://storage.googleapis.com, HMAC keys as AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY, and s3://BUCKET/... URLs")
+            raise StorageError(f"{url}: write Google Cloud Storage URLs as gs://BUCKET/PATH",
+                               "gs:// is the form MosaicML Streaming and Composer read as well")
     return _filesystems[key]
 
 
-def _credentials_hint(url: str) -> str:
-    if urlparse(url).scheme == "s3":
-        return ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and S3_ENDPOINT_URL for an "
-                "S3-compatible server")
-    return "set GOOGLE_APPLICATION_CREDENTIALS or log in with `gcloud auth application-default login`"
+def _gcs_filesystem() -> Any:
+    """gcsfs's filesystem. gcsfs 2026.6 asks GCS's gRPC control plane what kind each bucket is;
+    an emulator has none (every call would wait out a minute's timeout), so there mixc uses the
+    plain JSON-API filesystem, the one gcsfs itself falls back to."""
+    if os.environ.get(GCS_EMULATOR_ENV):
+        from gcsfs.core import GCSFileSystem
+    else:
+        from gcsfs import GCSFileSystem
+    return GCSFileSystem(use_listings_cache=False, skip_instance_cache=True)
+
+
+@dataclass(frozen=True)
+class _Store:
+    """What an error message says of one kind of store."""
+    endpoint_env: str  # the variable that points the clients at another server
+    server: str  # what such a server is
+    make_bucket: str  # the command that creates a bucket
+    credentials: str  # where credentials come from
+
+
+_STORES = {
+    "s3": _Store(ENDPOINT_ENV, "an S3-compatible server", "aws s3 mb s3://BUCKET",
+                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and S3_ENDPOINT_URL for an "
+                 "S3-compatible server"),
+    "gs": _Store(GCS_EMULATOR_ENV, "a GCS emulator", "gcloud storage buckets create gs://BUCKET",
+                 "set GOOGLE_APPLICATION_CREDENTIALS or log in with `gcloud auth application-default login`"),
+}
+
+
+def _store(url: str) -> tuple[_Store, str]:
+    """The store a URL is on, and " at ENDPOINT" when its endpoint variable names another server."""
+    store = _STORES["gs" if urlparse(url).scheme == "gs" else "s3"]
+    endpoint = os.environ.get(store.endpoint_env)
+    return store, f" at {endpoint}" if endpoint else ""
+
+
+def missing_bucket(url: str) -> StorageError:
+    store, where = _store(url)
+    return StorageError(f"bucket '{bucket_of(url)}' does not exist{where} ({url})",
+                        f"create it first (e.g. `{store.make_bucket}`), or fix the URL")
 
 
 def translate(exc: Exception, url: str) -> Exception:
     """The MixcError a storage failure on `url` means (or `exc` itself when it is not one)."""
     name = type(exc).__name__
     text = str(exc)
-    endpoint = os.environ.get(ENDPOINT_ENV)
-    where = f" at {endpoint}" if endpoint and urlparse(url).scheme == "s3" else ""
+    store, where = _store(url)
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
-                "DefaultCredentialsError") or "Unable to locate credentials" in text:
-        return StorageError(f"no credentials to reach {url}", _credentials_hint(url))
+                "DefaultCredentialsError") or "Unable to locate credentials" in text or \
+            "`GCS_KEY` and `GCS_SECRET`" in text:  # Streaming's GCS clients found no credentials
+        return StorageError(f"no credentials to reach {url}", store.credentials)
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionError",
                 "ConnectionRefusedError", "ServerDisconnectedError", "ReadTimeoutError") or \
             "Could not connect to the endpoint" in text or "Cannot connect to host" in text:
         return StorageError(f"the object store{where} does not answer ({url})",
-                            f"check {ENDPOINT_ENV} (an S3-compatible server's URL) and the network" if where
-                            else "check the network, or set S3_ENDPOINT_URL for an S3-compatible server")
+                            f"check {store.endpoint_env} ({store.server}'s URL) and the network" if where
+                            else f"check the network, or set {store.endpoint_env} for {store.server}")
     if "NoSuchBucket" in text or "bucket does not exist" in text or "specified bucket" in text:
-        return StorageError(f"bucket '{bucket_of(url)}' does not exist{where} ({url})",
-                            "create it first (e.g. `aws s3 mb s3://BUCKET`), or fix the URL")
+        return missing_bucket(url)
     if isinstance(exc, PermissionError) or "AccessDenied" in text or "InvalidAccessKeyId" in text or \
             "SignatureDoesNotMatch" in text or "Forbidden" in text or " 403" in text:
         return StorageError(f"access to {url} is denied{where} ({text.strip() or name})",
-                            "check the credentials and the bucket's permissions; " + _credentials_hint(url))
+                            "check the credentials and the bucket's permissions; " + store.credentials)
     if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "Not Found" in text or " 404" in text:
+        if urlparse(url).scheme == "gs" and not _bucket_answers(url):  # gcsfs says 404 alike for both
+            return missing_bucket(url)
         return MissingObject(f"{url} does not exist", "check the URL (and that the compile that writes it finished)")
     return exc
+
+
+def _bucket_answers(url: str) -> bool:
+    """Whether the URL's bucket exists (True when that cannot be told: the first error stands)."""
+    try:
+        return bool(filesystem(url).exists(bucket_of(url)))
+    except Exception:
+        return True
 
 
 @contextmanager
@@ -145,10 +192,19 @@ def errors(url: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Entry:
-    """An object under a prefix: its path below the prefix, its size, its ETag (S3; "" elsewhere)."""
+    """An object under a prefix: its path below the prefix, its size, its ETag (changes whenever the
+    object does), and the MD5 of its bytes in hex where the store reports one (GCS's md5Hash; an S3
+    ETag is an MD5 only for single-part uploads, so S3 objects leave it empty)."""
     rel: str
     size: int
     etag: str
+    md5: str = ""
+
+
+def _entry(rel: str, info: dict) -> Entry:
+    """An Entry from what fsspec's `info` / `find(detail=True)` says of an object (s3fs or gcsfs)."""
+    md5 = base64.b64decode(info["md5Hash"]).hex() if info.get("md5Hash") else ""
+    return Entry(rel, int(info.get("size") or 0), str(info.get("ETag") or info.get("etag") or "").strip('"'), md5)
 
 
 def check_bucket(url: str) -> None:
@@ -156,8 +212,7 @@ def check_bucket(url: str) -> None:
     fs = filesystem(url)
     with errors(url):
         if not fs.exists(bucket_of(url)):
-            raise StorageError(f"bucket '{bucket_of(url)}' does not exist ({url})",
-                               "create it first (e.g. `aws s3 mb s3://BUCKET`), or fix the URL")
+            raise missing_bucket(url)
 
 
 def listing(url: str) -> dict[str, Entry]:
@@ -171,7 +226,7 @@ def listing(url: str) -> dict[str, Entry]:
         if info.get("type", "file") != "file" or key.rstrip("/") == base:
             continue
         rel = key[len(base):].lstrip("/")
-        out[rel] = Entry(rel, int(info.get("size") or 0), str(info.get("ETag") or info.get("etag") or "").strip('"'))
+        out[rel] = _entry(rel, info)
     return out
 
 
@@ -188,9 +243,8 @@ def _matches(pattern: str) -> dict[str, Entry]:
             found = {_key(pattern): fs.info(_key(pattern))}
         else:
             found = {}
-    return {f"{scheme}://{k}": Entry(posixpath.basename(k), int(v.get("size") or 0),
-                                     str(v.get("ETag") or v.get("etag") or "").strip('"'))
-            for k, v in found.items() if v.get("type", "file") == "file"}
+    return {f"{scheme}://{k}": _entry(posixpath.basename(k), v) for k, v in found.items()
+            if v.get("type", "file") == "file"}
 
 
 def glob(pattern: str) -> list[str]:
@@ -228,8 +282,7 @@ def info(url: str) -> Entry:
     fs = filesystem(url)
     with errors(url):
         found = fs.info(_key(url))
-    return Entry(posixpath.basename(url), int(found.get("size") or 0),
-                 str(found.get("ETag") or found.get("etag") or "").strip('"'))
+    return _entry(posixpath.basename(url), found)
 
 
 def exists(url: str) -> bool:
@@ -286,10 +339,19 @@ def etag(path: Path, part: int = MULTIPART) -> str:
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
+def md5(path: Path) -> str:
+    """The MD5 of a file's bytes, hex."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
 def same_bytes(local: Path, remote: Entry) -> bool:
-    """Whether a remote object already holds a local file's bytes: same size, and on S3 the same ETag."""
+    """Whether a remote object already holds a local file's bytes: same size, and the same MD5 (GCS)
+    or the same ETag (S3; a GCS object with no MD5, a composed one, never counts as the same)."""
     if remote.size != local.stat().st_size:
         return False
+    if remote.md5:
+        return remote.md5 == md5(local)
     return not remote.etag or remote.etag == etag(local)
 
 

@@ -14,7 +14,8 @@ from runtime.train import leave_dist, train
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m runtime", description="Train a SpeechLM on a compiled plan.")
-    parser.add_argument("plan", help="plan.json written by `mixc compile` (mix.lock beside it), or its s3:// URL")
+    parser.add_argument("plan",
+                        help="plan.json written by `mixc compile` (mix.lock beside it), or its s3:// / gs:// URL")
     parser.add_argument("--run-dir", help="checkpoints and metrics (default: runs/<run name> beside the plan)")
     parser.add_argument("--max-duration", help="override the plan's steps, e.g. 20ba or 1ep")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="default: gpu when available")

@@ -5,7 +5,8 @@ Every checkpoint is written locally and uploaded under the URL with its `latest-
 pointer. Autoresume looks in the run folder first, then under the URL: a relaunch on machines that
 never saw the run (a new node, a preempted job rescheduled elsewhere) downloads the latest
 checkpoint and continues from it. On several machines that is how every node finds the checkpoint
-rank 0 wrote. `S3_ENDPOINT_URL` points the S3 client at an S3-compatible store (MinIO, moto, R2).
+rank 0 wrote. `S3_ENDPOINT_URL` points the S3 client at an S3-compatible store (MinIO, moto, R2),
+`STORAGE_EMULATOR_HOST` the GCS client at an emulator.
 """
 
 from __future__ import annotations

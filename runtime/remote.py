@@ -1,4 +1,4 @@
-"""`mixc train s3://bucket/prefix/plan.json`: a compiled plan read from object storage, verified.
+"""`mixc train s3://bucket/prefix/plan.json` (or gs://): a compiled plan read from object storage, verified.
 
 The plan folder is mirrored into a local data cache, `<data cache>/<name>-<digest of the URL>/`
 (`--data-cache`, else `$MIXC_CACHE/streams`, else `~/.cache/mixc/streams`; every node of a

@@ -304,9 +304,9 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
     seed: the training seed (initial weights, data order) instead of the plan's: another replicate of
     the same compiled data; the run folder's plan.json records it (resume with the same seed).
     tracking: log parameters and metrics to MLflow as well (`runtime.tracking`).
-    checkpoints: an object-storage URL (s3://bucket/prefix) every checkpoint is uploaded to and a
+    checkpoints: an object-storage URL (s3://bucket/prefix, gs://...) every checkpoint is uploaded to and a
     relaunch resumes from when the run folder has none (`runtime.checkpoints`).
-    plan_path may be an s3:// URL: the plan folder is mirrored into `data_cache` (default
+    plan_path may be an s3:// or gs:// URL: the plan folder is mirrored into `data_cache` (default
     `$MIXC_CACHE/streams`, else ~/.cache/mixc/streams) and its shards stream in, each checked against
     mix.lock (`runtime.remote`); run_dir then defaults to runs/<run name> in the working folder.
     Raises ShardMismatch (before anything is built or written) when the shards are not mix.lock's, and

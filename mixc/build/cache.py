@@ -5,7 +5,7 @@ folder to `<kind>/<key>`. A folder under `<kind>/` is therefore complete by cons
 killed at any point leaves only a `tmp/` folder, which the next build of that key deletes. A per-key
 file lock (flock) keeps two compiles from building the same artifact; the second waits, then reuses it.
 
-Shared over object storage (`--cache-dir s3://bucket/cache`, or `$MIXC_CACHE` set to a URL): the
+Shared over object storage (`--cache-dir s3://bucket/cache` or gs://, or `$MIXC_CACHE` set to a URL): the
 cache stays a local folder (locks, scratch folders and atomic renames need a real file system:
 `.mixc/cache` in the workspace), and the URL is an artifact store shared by every machine. A key
 missing locally is pulled from `<url>/<kind>/<key>/` when its completion marker `<kind>/<key>.done`
@@ -43,7 +43,7 @@ def default_root(workspace: Path) -> Path:
 
 
 def open_cache(cache_dir: str | Path | None, workspace: Path, create: bool = True) -> Cache:
-    """The cache a command uses: `cache_dir` (a folder or an s3:// URL), else `$MIXC_CACHE`
+    """The cache a command uses: `cache_dir` (a folder or an s3:// / gs:// URL), else `$MIXC_CACHE`
     (likewise), else `.mixc/cache` in the workspace. A URL is shared over object storage, with the
     workspace's `.mixc/cache` as the local working cache. `create` False: look, never build or pull."""
     chosen = str(cache_dir) if cache_dir is not None else os.environ.get(CACHE_ENV)

@@ -1,4 +1,4 @@
-"""`mixc compile --out s3://bucket/prefix`: the output folder, built locally, then uploaded.
+"""`mixc compile --out s3://bucket/prefix` (or gs://): the output folder, built locally, then uploaded.
 
 The compile writes the folder as it always does, into a local staging folder of the cache
 (`<cache>/out/<digest of the URL>/`), then `publish` mirrors it to the URL through Streaming's

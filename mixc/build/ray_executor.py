@@ -29,7 +29,8 @@ Worker environments: backends that pin their own torch (whisperx, vllm, kokoro) 
 worker script in an environment of their own (`mixc.backends.envs`); the stages that use one get a
 Ray `runtime_env` whose `env_vars` carry where that environment is (`MIXC_ENVS`, and the backend's
 `MIXC_*_PYTHON` when set), so every node uses, or builds once, the same one. Every task also gets
-the driver's `MIXC_*`, `HF_*`, `S3_ENDPOINT_URL` and `AWS_*` variables (a Ray worker's environment
+the driver's `MIXC_*`, `HF_*`, `S3_ENDPOINT_URL`, `AWS_*`, `STORAGE_EMULATOR_HOST`,
+`GOOGLE_APPLICATION_CREDENTIALS` and `GOOGLE_CLOUD_PROJECT` variables (a Ray worker's environment
 is its node's, not the driver's; object storage's credentials included, so they also appear in Ray's
 job metadata: set them on the nodes instead, and not in the driver, where that matters).
 """
@@ -60,7 +61,8 @@ RETRIES = 2  # reruns of a stage task or an item whose worker died
 TRANSIENT: tuple[type[Exception], ...] = (ConnectionError, TimeoutError)  # raised, retried; a MixcError never is
 PER_ACTOR = 2  # items in flight per actor: one running, one queued behind it
 # driver environment variables every task gets: mixc's, Hugging Face's, object storage's
-FORWARDED = ("MIXC_", "HF_", "S3_ENDPOINT_URL", "AWS_")
+FORWARDED = ("MIXC_", "HF_", "S3_ENDPOINT_URL", "AWS_", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+             "GOOGLE_CLOUD_PROJECT")
 CONNECT_TIMEOUT = 5.0  # seconds to reach --address before giving up
 
 

@@ -451,7 +451,7 @@ class _Lowerer:
                 raise _Bad("empty path", v.span, None, "type.path")
             if storage.is_remote(v.value) and (not glob or path[0] == "eval"):
                 raise _Bad(f"'{path[-1]}' takes local paths here, found the URL {v.value}", v.span,
-                           "object storage (s3://) is read for the `files` of sources; copy this locally",
+                           "object storage (s3://, gs://) is read for the `files` of sources; copy this locally",
                            "type.path")
             resolved = v.value if storage.is_remote(v.value) else self._resolve(v.value, v.span.file)
             self.file_uses.append(FileUse(path, resolved, v.value, glob, v.span))

@@ -13,6 +13,7 @@ import torch
 from mixc.errors import UsageError
 from runtime.checkpoints import remote_prefix, settle
 from runtime.train import train
+from tests.gcs import GCSBucket
 from tests.s3 import S3Bucket
 
 
@@ -29,15 +30,16 @@ def test_a_checkpoint_url_must_name_a_bucket(url: str) -> None:
     assert "not an object-storage URL" in caught.value.message and "s3://BUCKET/PREFIX" in (caught.value.hint or "")
 
 
-def test_a_run_resumes_from_object_storage_when_its_folder_is_gone(plan_path: Path, tmp_path: Path, s3: S3Bucket,
+def test_a_run_resumes_from_object_storage_when_its_folder_is_gone(plan_path: Path, tmp_path: Path,
+                                                                   store: S3Bucket | GCSBucket,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"{s3.url}/ckpt"
+    url = f"{store.url}/ckpt"
     first = train(plan_path, run_dir=tmp_path / "run", max_duration="10ba", device="cpu", checkpoints=url)
-    assert first.step == 10 and {"ep0-ba10-rank0.pt", "latest-rank0.pt.symlink"} <= set(s3.keys("ckpt"))
+    assert first.step == 10 and {"ep0-ba10-rank0.pt", "latest-rank0.pt.symlink"} <= set(store.keys("ckpt"))
     shutil.rmtree(tmp_path / "run")  # a new machine: nothing local
     resumed = train(plan_path, run_dir=tmp_path / "run", max_duration="12ba", device="cpu", checkpoints=url)
     assert resumed.step == 12 and "resuming from step 10" in capsys.readouterr().out  # not twelve from scratch
-    assert "ep0-ba12-rank0.pt" in s3.keys("ckpt")
+    assert "ep0-ba12-rank0.pt" in store.keys("ckpt")
 
 
 def test_a_run_killed_while_saving_resumes_from_its_last_whole_checkpoint(plan_path: Path, tmp_path: Path,

@@ -1,6 +1,7 @@
-"""`mixc train s3://.../plan.json`: a plan compiled and uploaded to a real S3-compatible server
-(moto), trained with its shards streaming into a local data cache, every file checked against
-mix.lock: a tampered remote shard or index stops the run with ShardMismatch."""
+"""`mixc train s3://.../plan.json` (gs://): a plan compiled and uploaded to a real S3-compatible
+server (moto) or GCS API server (gcp-storage-emulator), trained with its shards streaming into a
+local data cache, every file checked against mix.lock: a tampered remote shard or index stops the
+run with ShardMismatch."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def shards_of(out: Path) -> list[str]:
     return [s.path for s in Lock.read(out / "mix.lock").shards if s.path.endswith((".mds", ".zstd"))]
 
 
-def test_remote_plan_trains_with_shards_streamed_into_the_data_cache(compiled, s3, tmp_path):
-    url = f"{s3.url}/two"
+def test_remote_plan_trains_with_shards_streamed_into_the_data_cache(compiled, store, tmp_path):
+    url = f"{store.url}/two"
     publish(compiled, url)
     cache = tmp_path / "data"
     result = train(f"{url}/plan.json", run_dir=tmp_path / "run", max_duration="2ba", device="cpu", data_cache=cache)
@@ -45,13 +46,13 @@ def test_remote_plan_trains_with_shards_streamed_into_the_data_cache(compiled, s
     assert Path(kept["plan"]) == mirror / "plan.json"
 
 
-def test_a_tampered_remote_shard_stops_training(compiled, s3, tmp_path):
-    url = f"{s3.url}/tampered"
+def test_a_tampered_remote_shard_stops_training(compiled, store, tmp_path):
+    url = f"{store.url}/tampered"
     publish(compiled, url)
     for path in shards_of(compiled):
         data = bytearray((compiled / path).read_bytes())
         data[len(data) // 2] ^= 0xFF  # same size, other bytes
-        s3.put(f"tampered/{path}", bytes(data))
+        store.put(f"tampered/{path}", bytes(data))
     with pytest.raises(ShardMismatch, match="does not match mix.lock: expected sha256"):
         train(f"{url}/plan.json", run_dir=tmp_path / "run", max_duration="2ba", device="cpu",
               data_cache=tmp_path / "data")

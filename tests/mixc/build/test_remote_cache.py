@@ -1,6 +1,7 @@
-"""The stage cache shared over object storage (`--cache-dir s3://...`), on a real S3-compatible
-server (moto): a compile pushes every stage it builds (marker last); a machine with an empty local
-cache pulls them all instead of building, and compiles the same bytes."""
+"""The stage cache shared over object storage (`--cache-dir s3://...`, gs://), on a real S3-compatible
+server (moto) and a real GCS API server (gcp-storage-emulator): a compile pushes every stage it
+builds (marker last); a machine with an empty local cache pulls them all instead of building, and
+compiles the same bytes."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from tests.mixc.build.test_compile import shard_hashes, spec_text
 from tests.mixc.workspace import workspace
 
 
-def test_a_wiped_local_cache_pulls_every_stage(s3, tmp_path):
+def test_a_wiped_local_cache_pulls_every_stage(store, tmp_path):
     ws = workspace(tmp_path / "ws")
-    url = f"{s3.url}/cache"
+    url = f"{store.url}/cache"
     ws.cache = Cache(tmp_path / "local", remote=url)
     first = ws.compile(ws.spec(spec_text()))
     assert all(not r.hit for r in first.runs.values())
-    stored = s3.keys("cache")
+    stored = store.keys("cache")
     for run in first.runs.values():
         assert f"{run.node.kind}/{run.key}.done" in stored
     shutil.rmtree(tmp_path / "local")
@@ -28,10 +29,10 @@ def test_a_wiped_local_cache_pulls_every_stage(s3, tmp_path):
     assert (second.out / "mix.lock").read_bytes() == (first.out / "mix.lock").read_bytes()
 
 
-def test_an_unfinished_push_is_not_pulled(s3, tmp_path):
+def test_an_unfinished_push_is_not_pulled(store, tmp_path):
     """Objects without their marker (a push that died) are not an artifact: the key is built."""
-    s3.put("cache/read/abc/docs.parquet", b"half")
-    cache = Cache(tmp_path / "local", remote=f"{s3.url}/cache")
+    store.put("cache/read/abc/docs.parquet", b"half")
+    cache = Cache(tmp_path / "local", remote=f"{store.url}/cache")
     assert not cache.has("read", "abc")
 
 

@@ -1,6 +1,7 @@
-"""`mixc compile --out s3://...`: the output folder uploaded through Streaming's uploader to a real
-S3-compatible server (moto), plan.json last; an interrupted upload resumes with only what is
-missing; the streams' merged index lets one StreamingDataset read every part."""
+"""`mixc compile --out s3://... | gs://...`: the output folder uploaded through Streaming's uploader
+to a real S3-compatible server (moto) and a real GCS API server (gcp-storage-emulator), plan.json
+last; an interrupted upload resumes with only what is missing; the streams' merged index lets one
+StreamingDataset read every part."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import numpy as np
 import pytest
 from streaming import StreamingDataset
-from streaming.base.storage.upload import S3Uploader
+from streaming.base.storage.upload import GCSUploader, S3Uploader
 
 from mixc.build.publish import publish, staging
 from mixc.planfile import Lock
@@ -47,20 +48,20 @@ def test_merged_index_is_deterministic(compiled):
     assert (again.out / "streams" / "index.json").read_bytes() == (result.out / "streams" / "index.json").read_bytes()
 
 
-def test_publish_mirrors_the_folder_plan_last(compiled, s3):
+def test_publish_mirrors_the_folder_plan_last(compiled, store):
     _, result = compiled
-    url = f"{s3.url}/builds/two"
+    url = f"{store.url}/builds/two"
     order = []
     done = publish(result.out, url, order.append)
     assert order[-1] == "plan.json" and len(order) == len(local_files(result.out))
-    assert s3.keys("builds/two") == local_files(result.out)
+    assert store.keys("builds/two") == local_files(result.out)
     again = publish(result.out, url)
     assert again.uploaded == ["plan.json"] and len(again.kept) == len(done.uploaded) - 1
 
 
-def test_streaming_reads_every_sample_through_the_merged_index(compiled, s3, tmp_path):
+def test_streaming_reads_every_sample_through_the_merged_index(compiled, store, tmp_path):
     _, result = compiled
-    url = f"{s3.url}/merged"
+    url = f"{store.url}/merged"
     publish(result.out, url)
     ds = StreamingDataset(remote=f"{url}/streams", local=str(tmp_path / "cache"), shuffle=False, batch_size=1)
     assert ds.num_samples == sum(s.samples for s in result.plan.streams)
@@ -70,11 +71,12 @@ def test_streaming_reads_every_sample_through_the_merged_index(compiled, s3, tmp
     assert sample["tokens"].dtype == np.uint16
 
 
-def test_interrupted_upload_resumes_with_what_is_missing(compiled, s3, monkeypatch):
+def test_interrupted_upload_resumes_with_what_is_missing(compiled, store, monkeypatch):
     _, result = compiled
-    url = f"{s3.url}/interrupted"
+    url = f"{store.url}/interrupted"
     files = local_files(result.out)
-    real = S3Uploader.upload_file
+    uploader = S3Uploader if store.url.startswith("s3://") else GCSUploader
+    real = uploader.upload_file
     calls = []
 
     def flaky(self, filename):
@@ -83,21 +85,21 @@ def test_interrupted_upload_resumes_with_what_is_missing(compiled, s3, monkeypat
         calls.append(filename)
         real(self, filename)
 
-    monkeypatch.setattr(S3Uploader, "upload_file", flaky)
+    monkeypatch.setattr(uploader, "upload_file", flaky)
     with pytest.raises(ConnectionResetError):
         publish(result.out, url)
-    partial = s3.keys("interrupted")
+    partial = store.keys("interrupted")
     assert len(partial) == 3 and "plan.json" not in partial  # incomplete: no plan.json
-    monkeypatch.setattr(S3Uploader, "upload_file", real)
+    monkeypatch.setattr(uploader, "upload_file", real)
     done = publish(result.out, url)
     assert len(done.uploaded) == len(files) - 3 and sorted(done.kept) == sorted(partial)
-    assert s3.keys("interrupted") == files
+    assert store.keys("interrupted") == files
 
 
-def test_a_changed_file_is_sent_again_and_stale_ones_removed(compiled, s3, tmp_path):
+def test_a_changed_file_is_sent_again_and_stale_ones_removed(compiled, store, tmp_path):
     import shutil
     _, result = compiled
-    url = f"{s3.url}/changed"
+    url = f"{store.url}/changed"
     publish(result.out, url)
     copy = tmp_path / "copy"
     shutil.copytree(result.out, copy)
@@ -106,7 +108,7 @@ def test_a_changed_file_is_sent_again_and_stale_ones_removed(compiled, s3, tmp_p
     stale.unlink()
     done = publish(copy, url)
     assert "report.md" in done.uploaded and done.removed == [stale.relative_to(copy).as_posix()]
-    assert s3.keys("changed") == local_files(copy)
+    assert store.keys("changed") == local_files(copy)
 
 
 def test_staging_folder_is_per_url(compiled):

@@ -1,7 +1,8 @@
-"""Text sources read from object storage (a real S3-compatible server, moto): `files` globs that
-are s3:// URLs are listed with fsspec and read from a local mirror; the documents and the content
-digests that key the stage are those of the same bytes on local disk, named by their URLs. (Audio
-sources: tests/mixc/stages/test_ingest.py, which also checks that lowering keeps a URL verbatim.)"""
+"""Text sources read from object storage (a real S3-compatible server, moto, and a real GCS API server,
+gcp-storage-emulator): `files` globs that are s3:// or gs:// URLs are listed with fsspec and read
+from a local mirror; the documents and the content digests that key the stage are those of the same
+bytes on local disk, named by their URLs. (Audio sources: tests/mixc/stages/test_ingest.py, which
+also checks that lowering keeps a URL verbatim.)"""
 
 from __future__ import annotations
 
@@ -36,26 +37,26 @@ def read(ws, spec, name: str):
     return pq.read_table(out / "docs.parquet").to_pylist(), stats
 
 
-def test_remote_source_reads_the_same_documents(ws, s3):
+def test_remote_source_reads_the_same_documents(ws, store):
     files = sorted((ws.root / "data" / "news").glob("*.jsonl"))
     for f in files:
-        s3.put(f"corpus/news/{f.name}", f.read_bytes())
+        store.put(f"corpus/news/{f.name}", f.read_bytes())
     spec = load(ws.root / "spec.mix").ir
     local_docs, _ = read(ws, spec, "local")
-    remote = with_files(spec, "news", (f"{s3.url}/corpus/news/*.jsonl",))
+    remote = with_files(spec, "news", (f"{store.url}/corpus/news/*.jsonl",))
     remote_docs, stats = read(ws, remote, "remote")
     assert [(d["row"], d["text"]) for d in remote_docs] == [(d["row"], d["text"]) for d in local_docs]
-    assert {d["file"] for d in remote_docs} == {f"{s3.url}/corpus/news/{f.name}" for f in files}
+    assert {d["file"] for d in remote_docs} == {f"{store.url}/corpus/news/{f.name}" for f in files}
     assert stats.counts["files"] == len(files)
-    mirrored = sorted((ws.root / "cache" / "sources" / "s3").rglob("*.jsonl"))
+    mirrored = sorted((ws.root / "cache" / "sources" / store.url.partition(":")[0]).rglob("*.jsonl"))
     assert [m.read_bytes() for m in mirrored] == [f.read_bytes() for f in files]
 
 
-def test_a_changed_object_is_fetched_again(ws, s3):
-    s3.put("c/a.jsonl", b'{"text": "one two three"}\n')
-    spec = with_files(load(ws.root / "spec.mix").ir, "news", (f"{s3.url}/c/*.jsonl",))
+def test_a_changed_object_is_fetched_again(ws, store):
+    store.put("c/a.jsonl", b'{"text": "one two three"}\n')
+    spec = with_files(load(ws.root / "spec.mix").ir, "news", (f"{store.url}/c/*.jsonl",))
     first, _ = read(ws, spec, "first")
-    s3.put("c/a.jsonl", b'{"text": "four five six"}\n')
+    store.put("c/a.jsonl", b'{"text": "four five six"}\n')
     second, _ = read(ws, spec, "second")
     assert [d["text"] for d in first] == ["one two three"]
     assert [d["text"] for d in second] == ["four five six"]
