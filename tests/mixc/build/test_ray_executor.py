@@ -258,14 +258,16 @@ def test_a_model_stage_with_resources_runs_its_items_in_actors_with_the_same_res
     assert results[0] == results[1] and len(results[0][1]) == 2
 
 
-def test_ray_workers_push_to_a_shared_cache_a_wiped_machine_pulls_from(ray_cluster, tmp_path, s3):
-    """`--cache-dir s3://...` with Ray: the tasks push what they build (the driver's S3 settings
-    travel with them), and a machine with an empty local cache compiles from the bucket alone."""
+def test_ray_workers_push_to_a_shared_cache_a_wiped_machine_pulls_from(ray_cluster, tmp_path, store):
+    """`--cache-dir s3://...` (gs://) with Ray: the tasks push what they build (the driver's S3 or
+    GCS settings travel with them), and a machine with an empty local cache compiles from the bucket
+    alone."""
     ws = workspace(tmp_path / "ws")
-    ws.cache = Cache(tmp_path / "local", remote=f"{s3.url}/cache")
+    ws.cache = Cache(tmp_path / "local", remote=f"{store.url}/cache")
     spec = ws.spec(SPEC)
     built = compile_spec(load(spec), spec.name, tmp_path / "out", ws.cache, 2, executor=ray_executor(ray_cluster))
-    assert all(f"{r.node.kind}/{r.key}.done" in s3.keys("cache") for r in built.runs.values())
+    assert all(f"{r.node.kind}/{r.key}.done" in store.keys("cache") for r in built.runs.values())
     shutil.rmtree(tmp_path / "local")
-    pulled = compile_spec(load(spec), spec.name, tmp_path / "out2", Cache(tmp_path / "local", remote=f"{s3.url}/cache"))
+    pulled = compile_spec(load(spec), spec.name, tmp_path / "out2",
+                          Cache(tmp_path / "local", remote=f"{store.url}/cache"))
     assert all(r.hit for r in pulled.runs.values()) and shards(pulled.out) == shards(built.out)
