@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3 import S3Bucket, free_port
+from tests.s3 import Bucket, free_port, stop, wait_until_up
 
 EMULATOR = Path(sys.executable).with_name("gcp-storage-emulator")
 CREDENTIALS = {"type": "authorized_user", "client_id": "test", "client_secret": "test", "refresh_token": "test",
@@ -68,22 +66,13 @@ class GCSServer:
         self.client().bucket(bucket).blob(key).upload_from_string(data)
 
 
-def start(credentials: Path, timeout: float = 60.0) -> GCSServer:
+def start(credentials: Path) -> GCSServer:
     credentials.write_text(json.dumps(CREDENTIALS))
     port = free_port()
     process = subprocess.Popen([str(EMULATOR), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/storage/v1/b?project=test", timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"gcp-storage-emulator did not start on {endpoint}") from None
-            time.sleep(0.2)
+    wait_until_up(process, f"{endpoint}/storage/v1/b?project=test", "gcp-storage-emulator")
     return GCSServer(endpoint, credentials, process)
 
 
@@ -93,38 +82,17 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
     try:
         yield server
     finally:
-        assert server.process is not None
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-
-
-@dataclass
-class GCSBucket:
-    server: GCSServer
-    url: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return self.server.env
-
-    def keys(self, prefix: str = "") -> dict[str, bytes]:
-        return self.server.keys(f"{self.url}/{prefix}".rstrip("/"))
-
-    def put(self, key: str, data: bytes) -> None:
-        self.server.put(f"{self.url}/{key}", data)
+        stop(server.process)
 
 
 @pytest.fixture
-def gcs(gcs_server: GCSServer, monkeypatch: pytest.MonkeyPatch) -> GCSBucket:
+def gcs(gcs_server: GCSServer, monkeypatch: pytest.MonkeyPatch) -> Bucket:
     for name, value in gcs_server.env.items():
         monkeypatch.setenv(name, value)
-    return GCSBucket(gcs_server, gcs_server.bucket())
+    return Bucket(gcs_server, gcs_server.bucket())
 
 
 @pytest.fixture(params=["s3", "gs"])
-def store(request: pytest.FixtureRequest) -> S3Bucket | GCSBucket:
+def store(request: pytest.FixtureRequest) -> Bucket:
     """A fresh bucket on S3 (moto), then on GCS (the emulator): the same test runs on both."""
     return request.getfixturevalue("s3" if request.param == "s3" else "gcs")

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -76,22 +77,36 @@ class S3Server:
         self.client().put_object(Bucket=bucket, Key=key, Body=data)
 
 
-def start(timeout: float = 60.0) -> S3Server:
+def wait_until_up(process: subprocess.Popen, url: str, name: str, timeout: float = 60.0) -> None:
+    """Wait until a server started as `process` answers at `url`; kill it and raise if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{name} did not start on {url}") from None
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    assert process is not None
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def start() -> S3Server:
     port = free_port()
     command = [str(MOTO), "-H", "127.0.0.1", "-p", str(port)] if MOTO.exists() else \
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"moto server did not start on {endpoint}") from None
-            time.sleep(0.2)
+    wait_until_up(process, endpoint, "moto server")
     return S3Server(endpoint, process)
 
 
@@ -101,17 +116,21 @@ def s3_server() -> Iterator[S3Server]:
     try:
         yield server
     finally:
-        assert server.process is not None
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+        stop(server.process)
+
+
+class Server(Protocol):
+    env: dict[str, str]
+
+    def keys(self, url: str) -> dict[str, bytes]: ...
+
+    def put(self, url: str, data: bytes) -> None: ...
 
 
 @dataclass
-class S3Bucket:
-    server: S3Server
+class Bucket:
+    """One test's bucket on a server (S3 here, GCS in tests/gcs.py): `url`, and the server's `env`."""
+    server: Server
     url: str
 
     @property
@@ -126,10 +145,10 @@ class S3Bucket:
 
 
 @pytest.fixture
-def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Bucket:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
-    return S3Bucket(s3_server, s3_server.bucket())
+    return Bucket(s3_server, s3_server.bucket())
 

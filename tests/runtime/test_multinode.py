@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.conftest import NO_REPEATS
-from tests.s3 import S3Bucket, free_port
+from tests.s3 import Bucket, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSER = Path(sys.executable).with_name("composer")
@@ -59,7 +59,7 @@ def launch_nodes(plan: Path, local: Path, out: Path, checkpoints: str, *extra: s
 
 
 def test_two_nodes_train_and_resume_from_object_storage(plan_factory: Callable[..., Path], tmp_path: Path,
-                                                        s3: S3Bucket) -> None:
+                                                        s3: Bucket) -> None:
     plan = plan_factory(NO_REPEATS)  # 80 distinct sequences per epoch: 20 steps of 4
     local = tmp_path / "node-local"
     local.mkdir()
