@@ -27,6 +27,10 @@ the plan's model for --steps optimizer steps of --batch x --seq-len tokens:
   construction, the loader's first fill) is outside the window, the checkpoints saved inside it are
   in. The checkpoint time (BATCH_END to BATCH_CHECKPOINT of each step) is also summed, and the third
   row is the trainer's rate with it taken out.
+- data loader alone: the same StreamingDataset and loader (the worker count `mixc train` uses on the
+  device), batches fetched and copied to the device and nothing else: the rate the trainer could
+  reach if its steps were free. Its ratio to the trainer's rate says whether the loader is the
+  bottleneck (it is not while that ratio is above 1).
 
 The first --warmup steps of each run are not timed. The final losses of the two rows are printed:
 same weights, batches, optimizer and schedule, so they should agree (a check that the two rows do
@@ -36,7 +40,7 @@ a benchmark, not a test.
 
     .venv/bin/python benchmarks/train_speed.py [--steps 40] [--warmup 3] [--seq-len 512] [--batch 8]
         [--vocab 5004] [--checkpoint-every 1000] [--threads N] [--repeat 2]
-        [--device cpu|gpu] [--preset tiny|125m|1b|3b] [--attention document|causal]
+        [--device cpu|gpu] [--preset tiny|125m|1b|3b] [--attention document|causal] [--compile-blocks]
     on a GPU (the device tool's script):
     .venv/bin/python benchmarks/train_speed.py --device gpu --preset 125m --seq-len 4096 --batch 8 --steps 30
 """
@@ -85,7 +89,7 @@ STREAMS = ("web", "quest", "krist")
 
 
 def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, checkpoint_every: int,
-               preset: str = "tiny", attention: str = "document") -> Path:
+               preset: str = "tiny", attention: str = "document", compile_blocks: bool = False) -> Path:
     """Shards, plan.json and mix.lock for `steps` steps of `batch` sequences (one epoch, or a little more)."""
     rng = np.random.default_rng(0)
     per_stream = math.ceil(steps * batch / len(STREAMS))
@@ -113,7 +117,7 @@ def write_plan(root: Path, *, seq_len: int, batch: int, steps: int, vocab: int, 
                                tokenizer_kind="hf")
     trainer = TrainerPlan(global_batch=batch, micro_batch=None, steps=steps, grad_clip=1.0, precision="auto",
                           parallelism="auto", sharding="full_shard", checkpoint_every=checkpoint_every,
-                          checkpoint_keep=3, log_every=10)
+                          checkpoint_keep=3, log_every=10, compile_blocks=compile_blocks)
     plan = TrainingPlan(spec="bench.mix", ir_hash="bench-train-speed", seed=0, seq_len=seq_len,
                         epoch_samples=per_stream * len(STREAMS), streams=tuple(streams), vocab=vocab_layout,
                         loss="all", model=ModelPlan(preset=preset, attention=attention),
@@ -171,6 +175,28 @@ def bare_loop(plan_path: Path, steps: int, warmup: int, device: str = "cpu") -> 
         release(dataset)
 
 
+def loader_alone(plan_path: Path, steps: int, warmup: int, device: str = "cpu") -> float:
+    """Seconds the data loader alone takes to deliver batches warmup+1..steps to the device, with
+    the worker count `mixc train` uses there (0 on CPU, 4 on GPU): what the trainer would wait for
+    if the step itself took no time."""
+    plan = TrainingPlan.read(plan_path)
+    target = torch.device("cuda" if device == "gpu" else "cpu")
+    dataset = build_dataset(plan, plan_path.parent, plan.trainer.global_batch)
+    try:
+        batches = iter(build_loader(dataset, plan.trainer.global_batch, 4 if device == "gpu" else 0))
+        start = 0.0
+        for step in range(steps):
+            if step == warmup:
+                start = time.perf_counter()
+            for value in next(batches).values():
+                value.to(target, non_blocking=True)
+        if device == "gpu":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    finally:
+        release(dataset)
+
+
 class Window(Callback):
     """Wall clock from BATCH_CHECKPOINT of step `warmup` to BATCH_CHECKPOINT of the last step, and
     the part of it spent between BATCH_END and BATCH_CHECKPOINT (checkpoint saving)."""
@@ -215,6 +241,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--attention", choices=("document", "causal"), default="document")
+    parser.add_argument("--compile-blocks", action="store_true", help="train.compile_blocks = true (both rows)")
     args = parser.parse_args()
     if args.steps <= args.warmup or args.repeat < 1:
         parser.error("--steps must exceed --warmup, and --repeat be at least 1")
@@ -224,12 +251,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     timed = args.steps - args.warmup
     tokens = timed * args.batch * args.seq_len
-    bare, ours, saving = math.inf, math.inf, math.inf
+    bare, ours, saving, loading = math.inf, math.inf, math.inf, math.inf
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         plan_path = write_plan(root / "compiled", seq_len=args.seq_len, batch=args.batch, steps=args.steps,
                                vocab=args.vocab, checkpoint_every=args.checkpoint_every, preset=args.preset,
-                               attention=args.attention)
+                               attention=args.attention, compile_blocks=args.compile_blocks)
         for i in range(args.repeat):  # alternating which row goes first, so drift in load favours neither
             for row in ("bare", "trainer") if i % 2 == 0 else ("trainer", "bare"):
                 if row == "bare":
@@ -240,24 +267,28 @@ def main() -> None:
                                                                args.device)
                     if seconds < ours:
                         ours, saving = seconds, saved
+            loading = min(loading, loader_alone(plan_path, args.steps, args.warmup, args.device))
     precision = resolve_precision("auto", args.device)  # the plan's precision
     peak = peak_flops(args.device, precision)
     per_token = flops_per_token(replace(PRESETS[args.preset], vocab_size=args.vocab), args.seq_len)
     where = torch.cuda.get_device_name() if args.device == "gpu" else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"{args.preset} preset, vocab {args.vocab:,}, batch {args.batch} x {args.seq_len:,} tokens, "
-          f"{args.attention} attention, {where}, {precision}; {args.steps} steps, the first {args.warmup} untimed; "
+          f"{args.attention} attention{', compiled blocks' if args.compile_blocks else ''}, {where}, {precision}; "
+          f"{args.steps} steps, the first {args.warmup} untimed; "
           f"checkpoint every {args.checkpoint_every} steps and at the end; best of {args.repeat}")
     print(f"{'':40}{'steps':>6}{'tokens':>10}{'seconds':>9}{'tokens/s':>10}{'x bare':>8}{'MFU':>7}")
     rows = [("bare loop", bare), ("mixc trainer", ours),
-            (f"mixc trainer less checkpoints ({saving:.2f} s)", ours - saving)]
+            (f"mixc trainer less checkpoints ({saving:.2f} s)", ours - saving), ("data loader alone", loading)]
     for label, seconds in rows:
-        mfu = f"{per_token * tokens / seconds / peak:6.1%}" if peak else "     -"
+        mfu = f"{per_token * tokens / seconds / peak:6.1%}" if peak and label != "data loader alone" else "     -"
         print(f"{label:40}{timed:6}{tokens:10,}{seconds:9.2f}{tokens / seconds:10,.0f}{bare / seconds:7.2f}x {mfu}")
     print(f"final loss: bare {bare_loss:.5f}, trainer {trainer_loss:.5f} (same weights, batches and optimizer: "
           "they should agree)")
     ratio = bare / ours
     print(f"trainer / bare = {ratio:.2f} (target >= 0.90): {'PASS' if ratio >= 0.9 else 'FAIL'}"
           f" (without checkpoint saving: {bare / (ours - saving):.2f})")
+    print(f"data loader / trainer = {ours / loading:.1f}x the tokens/s the trainer consumes "
+          f"({'not the bottleneck' if loading < ours else 'THE BOTTLENECK'})")
 
 
 if __name__ == "__main__":

@@ -493,6 +493,9 @@ class Train(Node):
     activation_checkpointing: bool = Field(
         False, description="recompute each block's activations in the backward pass instead of keeping them: "
         "about a third more compute for memory that no longer grows with the layers")
+    compile_blocks: bool = Field(
+        False, description="torch.compile each decoder block (inductor): fused kernels on GPUs, after a "
+        "compilation of a minute or so at the first step")
     parallelism: Parallelism = Parallelism()
     checkpoint: Checkpoint = Checkpoint()
     log_every: int = 10

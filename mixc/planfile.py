@@ -86,6 +86,7 @@ class TrainerPlan(_Model):
     checkpoint_keep: int
     log_every: int
     activation_checkpointing: bool = Field(False, description="recompute block activations in the backward pass")
+    compile_blocks: bool = Field(False, description="torch.compile each decoder block")
 
 
 class EvalSetPlan(_Model):

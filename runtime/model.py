@@ -22,9 +22,12 @@ document to itself: a token attends only to earlier tokens of its own document, 
 restart at 0 at each document start, so a packed sequence computes what each document alone, unpacked,
 would. The loader gives per-position document indices and positions (`runtime.data.collate`, from the
 shards' `boundaries`); the mask is a boolean same-document-and-causal [B, 1, T, T] tensor, built once
-per forward and shared by every layer, given to `scaled_dot_product_attention` (CPU: its fused kernel
-takes masks; GPU: not flash attention, which takes no mask; FlexAttention with a block mask built
-from the document ids would skip the masked blocks there). `causal` attends over the whole sequence
+per forward and shared by every layer. On GPUs it is a FlexAttention block mask (`document_block_mask`:
+128 x 128 tiles, the ones that cross no document are computed, the others skipped, nothing T x T is
+ever materialised, which 16k-token sequences need), run by `flex_attention` compiled once; on CPU,
+where FlexAttention has no backward pass, a boolean same-document-and-causal [B, 1, T, T] tensor
+given to `scaled_dot_product_attention`. Both compute the same attention (tested on CPU, forward).
+`causal` attends over the whole sequence
 with positions 0..T-1 (`is_causal=True`: flash attention on GPU). Without document ids (scoring a
 single text) both are plain causal attention. A backbone takes the same mask as a 4D attention mask
 and the positions as `position_ids`.
@@ -32,7 +35,9 @@ and the positions as `position_ids`.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
 
 from mixc.errors import SetupError
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 Attending = Literal["causal", "document"]  # plan.model.attention
+Mask = Tensor | BlockMask | None  # what a block's attention takes: none (causal), a bool tensor, a block mask
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -118,6 +125,33 @@ def document_positions(doc_ids: Tensor) -> Tensor:
     return t - starts.cummax(dim=1).values
 
 
+def use_flex(device: torch.device) -> bool:
+    """Whether document attention runs on FlexAttention here: on GPUs (CPU has no backward pass)."""
+    return device.type == "cuda"
+
+
+def document_block_mask(doc_ids: Tensor) -> BlockMask:
+    """The same-document causal mask as a FlexAttention block mask over [B, T] document ids."""
+    def same_document_causal(b: Tensor, h: Tensor, q: Tensor, k: Tensor) -> Tensor:
+        return (doc_ids[b, q] == doc_ids[b, k]) & (k <= q)
+
+    batch, t = doc_ids.shape
+    return create_block_mask(same_document_causal, batch, None, t, t, device=doc_ids.device,
+                             _compile=doc_ids.is_cuda)
+
+
+@functools.cache
+def _compiled_flex() -> Callable[..., Tensor]:
+    """flex_attention compiled (its fused kernel; uncompiled, it materialises the scores)."""
+    return cast("Callable[..., Tensor]", torch.compile(flex_attention, dynamic=False))
+
+
+def flex(q: Tensor, k: Tensor, v: Tensor, mask: BlockMask, gqa: bool) -> Tensor:
+    """FlexAttention under a block mask: compiled on GPUs; eager elsewhere (the CPU tests, forward)."""
+    run = _compiled_flex() if q.is_cuda else cast("Callable[..., Tensor]", flex_attention)
+    return run(q, k, v, block_mask=mask, enable_gqa=gqa)
+
+
 def document_mask(doc_ids: Tensor) -> Tensor:
     """[B, 1, T, T] bool, True where query t may attend to key s: same document and s <= t."""
     t = doc_ids.shape[1]
@@ -140,8 +174,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.out = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
-        """`mask`: None for causal attention over the whole sequence, else `document_mask`'s."""
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Mask = None) -> Tensor:
+        """`mask`: None for causal attention over the whole sequence, else `document_mask`'s or
+        `document_block_mask`'s."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split(
             [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], -1)
@@ -151,6 +186,8 @@ class Attention(nn.Module):
         gqa = self.n_kv_heads != self.n_heads
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif isinstance(mask, BlockMask):
+            y = flex(q, k, v, mask, gqa)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.out(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
@@ -179,7 +216,7 @@ class DecoderBlock(nn.Module):
         self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Mask = None) -> Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -227,9 +264,9 @@ class SpeechLM(nn.Module):
 
     def forward(self, tokens: Tensor, doc_ids: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
         cos, sin = rotary_tables(tokens.shape[1], self.cfg.head_dim, self.cfg.rope_theta, tokens.device)
-        mask = None
+        mask: Mask = None
         if self.attention == "document" and doc_ids is not None:
-            mask = document_mask(doc_ids)
+            mask = document_block_mask(doc_ids) if use_flex(tokens.device) else document_mask(doc_ids)
             cos, sin = document_tables(cos, sin, document_positions(doc_ids) if positions is None else positions)
         x = self.embed(tokens)
         for block in self.blocks:
@@ -344,13 +381,25 @@ def checkpoint_activations(model: nn.Module) -> None:
         model.checkpointing = True
 
 
+def compile_blocks(model: SpeechLM | BackboneLM) -> None:
+    """torch.compile every decoder block in place (`train.compile_blocks`): `Module.compile` keeps
+    the parameters' names, so checkpoints load either way, and FSDP2 shards the same blocks. The
+    blocks are what is compiled, not the whole model: one graph per block shape, reused by every
+    layer, and FSDP's per-block all-gathers stay between graphs (as torchtitan does it)."""
+    for module in model.modules():
+        if model.fsdp_wrap_fn(module):
+            module.compile()
+
+
 def build_model(plan: TrainingPlan) -> nn.Module:
     """The backbone when the plan names one, else a freshly initialised preset; with activation
-    checkpointing when the plan asks for it."""
-    model: nn.Module = load_backbone(plan.model.backbone, plan.vocab.size, plan.model.attention) \
+    checkpointing and compiled blocks when the plan asks for them."""
+    model: SpeechLM | BackboneLM = load_backbone(plan.model.backbone, plan.vocab.size, plan.model.attention) \
         if plan.model.backbone else SpeechLM(model_config(plan), plan.model.attention)
     if plan.trainer.activation_checkpointing:
         checkpoint_activations(model)
+    if plan.trainer.compile_blocks:
+        compile_blocks(model)
     return model
 
 

@@ -121,7 +121,8 @@ def _plan(spec_path: str, spec: ir.Spec, streams: list[StreamPlan], vocab: Vocab
                             precision=t.precision, parallelism=t.parallelism.strategy,
                             sharding=t.parallelism.sharding, checkpoint_every=t.checkpoint.every,
                             checkpoint_keep=t.checkpoint.keep, log_every=t.log_every,
-                            activation_checkpointing=t.activation_checkpointing),
+                            activation_checkpointing=t.activation_checkpointing,
+                            compile_blocks=t.compile_blocks),
         eval=evals,
     )
 

@@ -10,11 +10,20 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import runtime.model
 from mixc.errors import DataError
 from mixc.planfile import ModelPlan, TrainingPlan
 from runtime.composer_model import SpeechLMComposer
 from runtime.data import build_dataset, build_loader, collate, documents, release
-from runtime.model import PRESETS, BackboneLM, SpeechLM, build_model, document_mask, document_positions
+from runtime.model import (
+    PRESETS,
+    BackboneLM,
+    SpeechLM,
+    build_model,
+    document_block_mask,
+    document_mask,
+    document_positions,
+)
 from runtime.train import train
 
 VOCAB = 50
@@ -84,6 +93,28 @@ def test_document_mask_is_same_document_and_causal() -> None:
     mask = document_mask(torch.tensor([[0, 0, 1, 1, 1]]))[0, 0]
     expected = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 1, 1, 1]])
     assert torch.equal(mask, expected.bool())
+
+
+def test_the_flex_attention_block_mask_computes_the_same_attention(speech_lm: SpeechLM,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path (FlexAttention under a block mask) against the CPU path (a boolean mask) and each
+    document alone; forward only, as FlexAttention has no backward pass on CPU. Two sequences of
+    other packings, 160 tokens: two 128-token tiles, one of them partly masked."""
+    lengths = ((50, 70, 40), (100, 60))
+    torch.manual_seed(2)
+    tokens = torch.randint(0, VOCAB, (2, 160))
+    batch = [documents(np.cumsum([0, *n[:-1]]).astype(np.int32), 160) for n in lengths]
+    doc_ids = torch.from_numpy(np.stack([d for d, _ in batch]))
+    with torch.no_grad():
+        sdpa = speech_lm(tokens, doc_ids=doc_ids)
+        monkeypatch.setattr(runtime.model, "use_flex", lambda device: True)
+        flexed = speech_lm(tokens, doc_ids=doc_ids)
+        alone = torch.cat([per_document(speech_lm, tokens[i:i + 1], n) for i, n in enumerate(lengths)])
+    torch.testing.assert_close(flexed, sdpa, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flexed, alone, atol=1e-5, rtol=1e-5)
+    mask = document_block_mask(doc_ids)
+    dense = mask.to_dense()  # [B, 1, tiles, tiles]: which 128 x 128 tiles are computed at all
+    assert dense.shape == (2, 1, 2, 2) and not dense[:, :, 0, 1].any()  # no tile above the diagonal
 
 
 def test_collate_builds_document_ids_and_positions_from_boundaries() -> None:

@@ -90,7 +90,8 @@ def test_loss_change_rebuilds_interleaving_only_for_speech():
     assert "shards:text_corpus" not in result.rebuilt
 
 
-@pytest.mark.parametrize(("field", "value"), [("attention", "causal"), ("activation_checkpointing", True)])
+@pytest.mark.parametrize(("field", "value"), [("attention", "causal"), ("activation_checkpointing", True),
+                                              ("compile_blocks", True)])
 def test_attention_and_activation_checkpointing_are_training_only(field, value):
     base = ir(SPECS / "spelangy.mix")
     changed = base.model_copy(update={"train": base.train.model_copy(update={field: value})})
