@@ -276,12 +276,12 @@ def main() -> None:
           f"{args.attention} attention{', compiled blocks' if args.compile_blocks else ''}, {where}, {precision}; "
           f"{args.steps} steps, the first {args.warmup} untimed; "
           f"checkpoint every {args.checkpoint_every} steps and at the end; best of {args.repeat}")
-    print(f"{'':40}{'steps':>6}{'tokens':>10}{'seconds':>9}{'tokens/s':>10}{'x bare':>8}{'MFU':>7}")
+    print(f"{'':40}{'steps':>6}{'tokens':>10}{'seconds':>9}{'tokens/s':>12}{'x bare':>9}{'MFU':>7}")
     rows = [("bare loop", bare), ("mixc trainer", ours),
             (f"mixc trainer less checkpoints ({saving:.2f} s)", ours - saving), ("data loader alone", loading)]
     for label, seconds in rows:
         mfu = f"{per_token * tokens / seconds / peak:6.1%}" if peak and label != "data loader alone" else "     -"
-        print(f"{label:40}{timed:6}{tokens:10,}{seconds:9.2f}{tokens / seconds:10,.0f}{bare / seconds:7.2f}x {mfu}")
+        print(f"{label:40}{timed:6}{tokens:10,}{seconds:9.3f}{tokens / seconds:12,.0f}{bare / seconds:8.2f}x {mfu}")
     print(f"final loss: bare {bare_loss:.5f}, trainer {trainer_loss:.5f} (same weights, batches and optimizer: "
           "they should agree)")
     ratio = bare / ours
