@@ -117,6 +117,17 @@ def test_the_flex_attention_block_mask_computes_the_same_attention(speech_lm: Sp
     assert dense.shape == (2, 1, 2, 2) and not dense[:, :, 0, 1].any()  # no tile above the diagonal
 
 
+def test_the_compiled_flex_attention_gives_what_the_eager_one_does() -> None:
+    """The compiled `flex_attention` GPUs run (inductor's CPU template here, Triton's there), under a
+    document block mask, with grouped-query heads; forward, as on CPU there is no backward."""
+    torch.manual_seed(3)
+    doc_ids = torch.tensor([[0] * 50 + [1] * 70 + [2] * 40, [0] * 100 + [1] * 60])
+    q, k, v = torch.randn(2, 4, 160, 16), torch.randn(2, 2, 160, 16), torch.randn(2, 2, 160, 16)
+    mask = document_block_mask(doc_ids)
+    compiled = runtime.model._compiled_flex()(q, k, v, block_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(compiled, runtime.model.flex(q, k, v, mask, gqa=True), atol=1e-5, rtol=1e-5)
+
+
 def test_collate_builds_document_ids_and_positions_from_boundaries() -> None:
     tokens = np.arange(10, dtype=np.uint16)
     mask = np.ones(10, dtype=np.uint8)
