@@ -59,7 +59,7 @@ def settle(folder: Path, rank: int) -> list[str]:
     """
     link = folder / LATEST.format(rank=rank)
     pointed = _step(link.resolve().name, rank) if link.exists() else -1
-    newer = sorted((p for p in folder.glob(f"*-rank{rank}.pt") if not p.is_symlink() and _step(p.name, rank) > pointed),
+    newer = sorted((p for p in folder.glob(f"*-rank{rank}.pt") if _is_file(p) and _step(p.name, rank) > pointed),
                    key=lambda p: _step(p.name, rank))
     said = []
     if whole := [p for p in newer if zipfile.is_zipfile(p)]:
@@ -73,6 +73,11 @@ def settle(folder: Path, rank: int) -> list[str]:
         cut.rename(folder / "interrupted" / cut.name)
         said.append(f"{cut} was cut off mid-write (the run was stopped); moved to {folder / 'interrupted'}")
     return said
+
+
+def _is_file(path: Path) -> bool:
+    """A checkpoint file itself: not the `latest` symlink, not a sharded checkpoint's folder."""
+    return path.is_file() and not path.is_symlink()
 
 
 def _step(name: str, rank: int) -> int:
