@@ -59,25 +59,20 @@ def settle(folder: Path, rank: int) -> list[str]:
     """
     link = folder / LATEST.format(rank=rank)
     pointed = _step(link.resolve().name, rank) if link.exists() else -1
-    newer = sorted((p for p in folder.glob(f"*-rank{rank}.pt") if _is_file(p) and _step(p.name, rank) > pointed),
-                   key=lambda p: _step(p.name, rank))
+    newer = sorted((step, p) for p in folder.glob(f"*-rank{rank}.pt")  # files: not the link, nor folders
+                   if p.is_file() and not p.is_symlink() and (step := _step(p.name, rank)) > pointed)
     said = []
-    if whole := [p for p in newer if zipfile.is_zipfile(p)]:
-        adopted = whole[-1]
+    if whole := [(step, p) for step, p in newer if zipfile.is_zipfile(p)]:
+        adopted_step, adopted = whole[-1]
         link.unlink(missing_ok=True)
         link.symlink_to(adopted.name)
         said.append(f"{adopted} was written but the run stopped before marking it the latest; resuming from it")
-        newer = [p for p in newer if _step(p.name, rank) > _step(adopted.name, rank)]
-    for cut in newer:
+        newer = [(step, p) for step, p in newer if step > adopted_step]
+    for _, cut in newer:
         (folder / "interrupted").mkdir(exist_ok=True)
         cut.rename(folder / "interrupted" / cut.name)
         said.append(f"{cut} was cut off mid-write (the run was stopped); moved to {folder / 'interrupted'}")
     return said
-
-
-def _is_file(path: Path) -> bool:
-    """A checkpoint file itself: not the `latest` symlink, not a sharded checkpoint's folder."""
-    return path.is_file() and not path.is_symlink()
 
 
 def _step(name: str, rank: int) -> int:

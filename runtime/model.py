@@ -21,12 +21,12 @@ Attention over packed sequences (`plan.model.attention`): `document` (the defaul
 document to itself: a token attends only to earlier tokens of its own document, and rotary positions
 restart at 0 at each document start, so a packed sequence computes what each document alone, unpacked,
 would. The loader gives per-position document indices and positions (`runtime.data.collate`, from the
-shards' `boundaries`); the mask is a boolean same-document-and-causal [B, 1, T, T] tensor, built once
-per forward and shared by every layer. On GPUs it is a FlexAttention block mask (`document_block_mask`:
-128 x 128 tiles, the ones that cross no document are computed, the others skipped, nothing T x T is
-ever materialised, which 16k-token sequences need), run by `flex_attention` compiled once; on CPU,
-where FlexAttention has no backward pass, a boolean same-document-and-causal [B, 1, T, T] tensor
-given to `scaled_dot_product_attention`. Both compute the same attention (tested on CPU, forward).
+shards' `boundaries`); the mask is built once per forward and shared by every layer. On GPUs it is a
+FlexAttention block mask (`document_block_mask`: 128 x 128 tiles; tiles where no query shares a
+document with an earlier key are skipped, and nothing T x T is materialised, which 16k-token
+sequences need), run by `flex_attention` compiled once. On CPU, where FlexAttention has no backward
+pass, it is a boolean same-document-and-causal [B, 1, T, T] tensor given to
+`scaled_dot_product_attention`. Both compute the same attention (tested on CPU, forward).
 `causal` attends over the whole sequence
 with positions 0..T-1 (`is_causal=True`: flash attention on GPU). Without document ids (scoring a
 single text) both are plain causal attention. A backbone takes the same mask as a 4D attention mask

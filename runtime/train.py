@@ -110,6 +110,12 @@ def share_cpu_threads(device: str) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
+def loader_workers(device: str) -> int:
+    """Loader worker processes per device by default: 4 on a GPU (decoding and collating overlap the
+    step), none on CPU (the step already uses every core)."""
+    return 4 if device == "gpu" else 0
+
+
 def leave_dist() -> None:
     """The end of a launched process: every rank waits for the others, then the process group is torn
     down. A rank that exits with the group alive can abort in gloo's background thread ("terminate
@@ -333,7 +339,7 @@ def train(plan_path: str | Path, run_dir: str | Path | None = None, max_duration
     runs = Path("runs").resolve() if remote else plan_path.parent / "runs"
     run_dir = Path(run_dir).resolve() if run_dir else runs / run_name(plan, plan_path.parent)
     claim_run_dir(run_dir, plan, plan_path)
-    workers = num_workers if num_workers is not None else (4 if device == "gpu" else 0)
+    workers = num_workers if num_workers is not None else loader_workers(device)
     trainer, dataset = build_trainer(plan, plan_path.parent, run_dir, device, max_duration, callbacks, workers,
                                      tracking, checkpoints, remote)
     saved = run_dir / "checkpoints"
